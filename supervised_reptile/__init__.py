@@ -1,0 +1,5 @@
+"""Reptile and first-order MAML for few-shot classification, in TensorFlow 2 / Keras 3.
+
+A reimplementation of OpenAI's `supervised-reptile` (Nichol, Achiam & Schulman, "On
+First-Order Meta-Learning Algorithms", 2018) that computes what the original computes.
+"""

@@ -1,0 +1,141 @@
+"""Reptile and first-order MAML (FOML): the meta-learning algorithms.
+
+Both meta-learn an initialization for a Keras model. A meta-iteration trains a copy of the
+weights on each task of a meta-batch with a few inner optimizer steps, then moves the
+model's variables toward the results: Reptile along (adapted - initial), FOML along the
+last inner step only. The inner loops run inside `tf.function`: one call per
+meta-iteration or evaluation episode, no Python per step.
+
+Semantics kept from the original (see the golden tests): the loss is the sum of the
+per-example cross-entropies; weights are multiplied by the weight-decay rate before each
+inner step; during meta-training the optimizer state (moments, step count) carries over
+from task to task and across meta-iterations, while during evaluation it is used and then
+discarded with the adapted weights.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from .models import apply
+from .tasks import mini_batches, split_train_test, to_arrays
+
+
+class Reptile:
+    """Reptile on a Keras model with a functional inner optimizer (see `optimizers`)."""
+
+    def __init__(self, model, optimizer, transductive=False, weight_decay_rate=1.0):
+        self.model = model
+        self.optimizer = optimizer
+        self.transductive = transductive
+        self.weight_decay_rate = weight_decay_rate
+        self.variables = model.trainable_variables
+        self.dtype = self.variables[0].dtype
+        self.optimizer_state = tf.nest.map_structure(
+            lambda t: tf.Variable(t, trainable=False), optimizer.init_state(self.variables))
+
+    def task_batches(self, samples, inner_batch_size, inner_iters, replacement):
+        """The inner mini-batches of one training task, as (images, labels) arrays."""
+        return [to_arrays(b) for b in mini_batches(samples, inner_batch_size, inner_iters, replacement)]
+
+    def train_step(self, tasks, meta_step_size):
+        """One meta-iteration on `tasks`, each a list of (images, labels) inner batches."""
+        xs, ys, last_x, last_y = _stack_tasks(tasks)
+        self._train(xs, ys, last_x, last_y, tf.constant(meta_step_size, self.dtype))
+
+    def evaluate(self, batches, support_x, query_x):
+        """Query logits after fine-tuning on `batches` (a list of (images, labels)).
+
+        Transductive: one batch of all queries. Otherwise each query is classified in a
+        batch of the support images plus that query, so batch norm sees one query at a
+        time. The model's variables and optimizer state are left unchanged.
+        """
+        xs, ys = (np.stack(a) for a in zip(*batches))
+        return self._adapted_logits(xs, ys, support_x, query_x).numpy()
+
+    def _task_result(self, before_last, final):
+        """What a task contributes to the meta-update: its adapted weights."""
+        return final
+
+    def _meta_update(self, initial, mean_result, meta_step_size):
+        """Interpolate toward the mean adapted weights (the original's order of operations)."""
+        return [i + (m - i) * meta_step_size for i, m in zip(initial, mean_result)]
+
+    @tf.function(reduce_retracing=True)
+    def _train(self, xs, ys, last_x, last_y, meta_step_size):
+        initial = [tf.convert_to_tensor(v) for v in self.variables]
+        state = tf.nest.map_structure(tf.convert_to_tensor, self.optimizer_state)
+        total = [tf.zeros_like(p) for p in initial]
+        num_tasks = tf.shape(xs)[0]
+        for t in tf.range(num_tasks):
+            before_last, state = self._inner_loop(initial, state, xs[t], ys[t])
+            final, state = self._step(before_last, state, last_x[t], last_y[t])
+            total = [a + r for a, r in zip(total, self._task_result(before_last, final))]
+        mean = [a / tf.cast(num_tasks, a.dtype) for a in total]
+        for var, value in zip(self.variables, self._meta_update(initial, mean, meta_step_size)):
+            var.assign(value)
+        tf.nest.map_structure(lambda var, value: var.assign(value), self.optimizer_state, state)
+
+    @tf.function(reduce_retracing=True)
+    def _adapted_logits(self, xs, ys, support_x, query_x):
+        params = [tf.convert_to_tensor(v) for v in self.variables]
+        state = tf.nest.map_structure(tf.convert_to_tensor, self.optimizer_state)
+        params, _ = self._inner_loop(params, state, xs, ys)
+        query_x = tf.cast(query_x, self.dtype)
+        if self.transductive:
+            return apply(self.model, params, query_x[None])[0]
+        support = tf.repeat(tf.cast(support_x, self.dtype)[None], tf.shape(query_x)[0], axis=0)
+        return apply(self.model, params, tf.concat([support, query_x[:, None]], axis=1))[:, -1]
+
+    def _inner_loop(self, params, state, xs, ys):
+        """One inner step per batch of xs [num_batches, batch, ...]."""
+        for i in tf.range(tf.shape(xs)[0]):
+            params, state = self._step(params, state, xs[i], ys[i])
+        return params, state
+
+    def _step(self, params, state, x, y):
+        """Weight decay, then one optimizer step on the summed cross-entropy of (x, y)."""
+        if self.weight_decay_rate != 1:
+            params = [p * self.weight_decay_rate for p in params]
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            logits = apply(self.model, params, tf.cast(x, self.dtype)[None])[0]
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        return self.optimizer.apply(params, tape.gradient(loss, params), state)
+
+
+class FOML(Reptile):
+    """First-order MAML: move along the last inner step of each task only.
+
+    With `tail_shots`, the last inner batch is a separate set of `tail_shots` examples per
+    class, and the earlier batches come from the rest of the task.
+    """
+
+    def __init__(self, *args, tail_shots=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tail_shots = tail_shots
+
+    def task_batches(self, samples, inner_batch_size, inner_iters, replacement):
+        if self.tail_shots is None:
+            return super().task_batches(samples, inner_batch_size, inner_iters, replacement)
+        rest, tail = split_train_test(samples, test_shots=self.tail_shots)
+        return super().task_batches(rest, inner_batch_size, inner_iters - 1, replacement) + [to_arrays(tail)]
+
+    def _task_result(self, before_last, final):
+        """The last inner step of the task."""
+        return [f - b for b, f in zip(before_last, final)]
+
+    def _meta_update(self, initial, mean_result, meta_step_size):
+        return [i + m * meta_step_size for i, m in zip(initial, mean_result)]
+
+
+def _stack_tasks(tasks):
+    """Arrays for `_train`: all but the last batch of each task [tasks, n-1, batch, ...],
+    and the last batches [tasks, batch', ...] (their size may differ: FOML's tail)."""
+    heads = [task[:-1] for task in tasks]
+    last_x, last_y = (np.stack(a) for a in zip(*[task[-1] for task in tasks]))
+    if not heads[0]:
+        empty = lambda a: np.zeros((len(tasks), 0) + a.shape[1:], a.dtype)
+        return empty(last_x), empty(last_y), last_x, last_y
+    xs = np.stack([np.stack([x for x, _ in head]) for head in heads])
+    ys = np.stack([np.stack([y for _, y in head]) for head in heads])
+    return xs, ys, last_x, last_y
