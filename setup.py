@@ -9,6 +9,6 @@ setup(
     packages=find_packages(include=['supervised_reptile', 'supervised_reptile.*']),
     py_modules=['run_omniglot', 'run_miniimagenet'],
     python_requires='>=3.11',
-    install_requires=['tensorflow>=2.16', 'keras>=3', 'numpy', 'pillow', 'absl-py'],
+    install_requires=['tensorflow>=2.16', 'keras>=3', 'tensorboard', 'numpy', 'pillow', 'absl-py'],
     extras_require={'test': ['pytest']},
 )

@@ -1,0 +1,130 @@
+"""Command-line flags shared by run_omniglot.py and run_miniimagenet.py.
+
+Every flag of the original, with its name, default and meaning; new flags default to the
+original's behaviour. `parse` also rejects impossible combinations up front.
+"""
+
+import argparse
+import sys
+
+from .errors import InputError
+from .optimizers import SGD, Adam
+from .reptile import FOML, Reptile
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2) instead of a usage dump."""
+
+    def error(self, message):
+        print(f'{self.prog}: error: {message} (see --help)', file=sys.stderr)
+        sys.exit(2)
+
+
+def argument_parser(data_dir):
+    """The original's flags, plus --data-dir (default `data_dir`)."""
+    parser = _Parser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--pretrained', help='evaluate a pre-trained model', action='store_true', default=False)
+    parser.add_argument('--seed', help='random seed', default=0, type=int)
+    parser.add_argument('--checkpoint', help='checkpoint directory', default='model_checkpoint')
+    parser.add_argument('--classes', help='number of classes per inner task', default=5, type=int)
+    parser.add_argument('--shots', help='number of examples per class', default=5, type=int)
+    parser.add_argument('--train-shots', help='shots in a training batch', default=0, type=int)
+    parser.add_argument('--inner-batch', help='inner batch size', default=5, type=int)
+    parser.add_argument('--inner-iters', help='inner iterations', default=20, type=int)
+    parser.add_argument('--replacement', help='sample with replacement', action='store_true')
+    parser.add_argument('--learning-rate', help='Adam step size', default=1e-3, type=float)
+    parser.add_argument('--meta-step', help='meta-training step size', default=0.1, type=float)
+    parser.add_argument('--meta-step-final', help='meta-training step size by the end', default=0.1, type=float)
+    parser.add_argument('--meta-batch', help='meta-training batch size', default=1, type=int)
+    parser.add_argument('--meta-iters', help='meta-training iterations', default=400000, type=int)
+    parser.add_argument('--eval-batch', help='eval inner batch size', default=5, type=int)
+    parser.add_argument('--eval-iters', help='eval inner iterations', default=50, type=int)
+    parser.add_argument('--eval-samples', help='evaluation samples', default=10000, type=int)
+    parser.add_argument('--eval-interval', help='train steps per eval', default=10, type=int)
+    parser.add_argument('--weight-decay', help='weight decay rate', default=1, type=float)
+    parser.add_argument('--transductive', help='evaluate all samples at once', action='store_true')
+    parser.add_argument('--foml', help='use FOML instead of Reptile', action='store_true')
+    parser.add_argument('--foml-tail', help='number of shots for the final mini-batch in FOML',
+                        default=None, type=int)
+    parser.add_argument('--sgd', help='use vanilla SGD instead of Adam', action='store_true')
+    parser.add_argument('--data-dir', help='data set folder (see fetch_data.sh)', default=data_dir)
+    return parser
+
+
+def parse(parser, argv=None):
+    """Parse and check flags; impossible values exit with status 2 and a one-line reason."""
+    args = parser.parse_args(argv)
+    positive = ['classes', 'shots', 'inner_batch', 'inner_iters', 'meta_batch', 'meta_iters',
+                'eval_batch', 'eval_iters', 'eval_samples', 'eval_interval']
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be at least 1, got {getattr(args, name)}')
+    if args.train_shots < 0:
+        parser.error(f'--train-shots must be 0 (use --shots) or positive, got {args.train_shots}')
+    if args.learning_rate <= 0:
+        parser.error(f'--learning-rate must be positive, got {args.learning_rate}')
+    if args.foml_tail is not None:
+        if not args.foml:
+            parser.error('--foml-tail only applies with --foml: add --foml or drop --foml-tail')
+        if not 1 <= args.foml_tail < (args.train_shots or args.shots):
+            parser.error(f'--foml-tail must be at least 1 and below the training shots '
+                         f'({args.train_shots or args.shots}), got {args.foml_tail}')
+    if args.replacement:
+        for flag, batch, shots in (('--inner-batch', args.inner_batch, args.train_shots or args.shots),
+                                   ('--eval-batch', args.eval_batch, args.shots)):
+            if batch > args.classes * shots:
+                parser.error(f'{flag} {batch} cannot be drawn with --replacement from {args.classes * shots} '
+                             'samples per task: lower it or raise the shots')
+    return args
+
+
+def algorithm(args, model):
+    """The Reptile or FOML instance the flags ask for."""
+    optimizer = SGD(args.learning_rate) if args.sgd else Adam(args.learning_rate)
+    kwargs = dict(transductive=args.transductive, weight_decay_rate=args.weight_decay)
+    if args.foml:
+        return FOML(model, optimizer, tail_shots=args.foml_tail, **kwargs)
+    return Reptile(model, optimizer, **kwargs)
+
+
+def train_kwargs(args):
+    """Keyword arguments of `train.train` from the flags."""
+    return {
+        'num_classes': args.classes,
+        'num_shots': args.shots,
+        'train_shots': args.train_shots or None,
+        'inner_batch_size': args.inner_batch,
+        'inner_iters': args.inner_iters,
+        'replacement': args.replacement,
+        'meta_step_size': args.meta_step,
+        'meta_step_size_final': args.meta_step_final,
+        'meta_batch_size': args.meta_batch,
+        'meta_iters': args.meta_iters,
+        'eval_inner_batch_size': args.eval_batch,
+        'eval_inner_iters': args.eval_iters,
+        'eval_interval': args.eval_interval,
+    }
+
+
+def evaluate_kwargs(args):
+    """Keyword arguments of `eval.evaluate` from the flags."""
+    return {
+        'num_classes': args.classes,
+        'num_shots': args.shots,
+        'eval_inner_batch_size': args.eval_batch,
+        'eval_inner_iters': args.eval_iters,
+        'replacement': args.replacement,
+        'num_samples': args.eval_samples,
+    }
+
+
+def check_split(dataset, split, num_classes, num_shots):
+    """Refuse a split that cannot give tasks of `num_classes` classes x `num_shots` images
+    (the original silently used fewer)."""
+    if len(dataset) < num_classes:
+        raise InputError(f'the {split} split has {len(dataset)} classes but tasks need --classes {num_classes}: '
+                         'lower --classes or use more data')
+    short = next((c for c in dataset if len(c) < num_shots), None)
+    if short is not None:
+        raise InputError(f'{short.dir_path} has {len(short)} images but tasks need {num_shots} per class: '
+                         'lower --shots/--train-shots or add images')

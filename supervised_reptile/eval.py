@@ -1,0 +1,46 @@
+"""Evaluating a meta-learned initialization on few-shot tasks."""
+
+import math
+import sys
+
+import keras
+import numpy as np
+
+from .tasks import mini_batches, sample_mini_dataset, split_train_test, to_arrays
+
+
+def evaluate_task(algo, dataset, num_classes, num_shots, inner_batch_size, inner_iters, replacement):
+    """Fine-tune on one sampled task and return how many of its queries are classified right.
+
+    The task has `num_shots + 1` samples per class; the first of each class is the query.
+    """
+    support, query = split_train_test(sample_mini_dataset(dataset, num_classes, num_shots + 1))
+    batches = [to_arrays(b) for b in mini_batches(support, inner_batch_size, inner_iters, replacement)]
+    query_x, query_y = to_arrays(query)
+    logits = algo.evaluate(batches, to_arrays(support)[0], query_x)
+    return int(np.sum(np.argmax(logits, axis=-1) == query_y))
+
+
+def evaluate(algo, dataset, num_classes=5, num_shots=5, eval_inner_batch_size=5, eval_inner_iters=50,
+             replacement=False, num_samples=10000):
+    """Number of correct queries in each of `num_samples` tasks (a progress bar on a terminal)."""
+    progress = keras.utils.Progbar(num_samples, verbose=1 if sys.stdout.isatty() else 0)
+    results = []
+    for _ in range(num_samples):
+        results.append(evaluate_task(algo, dataset, num_classes, num_shots, eval_inner_batch_size,
+                                     eval_inner_iters, replacement))
+        progress.add(1)
+    return results
+
+
+def accuracy_line(name, correct_per_task, num_classes):
+    """`<name> accuracy: <mean> ± <95% CI half-width> (95% CI, N tasks)`.
+
+    The mean is printed as the original prints it; the interval is the normal
+    approximation over per-task accuracies.
+    """
+    accuracies = np.array(correct_per_task) / num_classes
+    n = len(accuracies)
+    half_width = 1.96 * accuracies.std(ddof=1) / math.sqrt(n) if n > 1 else float('nan')
+    mean = sum(correct_per_task) / (num_classes * n)
+    return f'{name} accuracy: {mean} ± {half_width:.4f} (95% CI, {n} tasks)'

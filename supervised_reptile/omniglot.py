@@ -1,0 +1,94 @@
+"""Reading the Omniglot data set: characters as classes of 28x28 images.
+
+Same data flow as the original: `read_dataset` lists every character folder of every
+alphabet (sorted, so a seed always gives the same split), `split_dataset` shuffles with
+Python's `random` exactly as the original did, and `augment_dataset` adds rotations by
+90, 180 and 270 degrees as extra classes.
+"""
+
+import copy
+import os
+import random
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputError
+
+
+def read_dataset(data_dir):
+    """All characters under `data_dir` (`<alphabet>/character*/*.png`), sorted by path."""
+    if not os.path.isdir(data_dir):
+        raise InputError(f'Omniglot folder {data_dir} not found: run ./fetch_data.sh omniglot '
+                         'or pass --data-dir')
+    characters = [Character(os.path.join(data_dir, alphabet, name))
+                  for alphabet in sorted(os.listdir(data_dir))
+                  if os.path.isdir(os.path.join(data_dir, alphabet))
+                  for name in sorted(os.listdir(os.path.join(data_dir, alphabet)))
+                  if name.startswith('character')]
+    if not characters:
+        raise InputError(f'no <alphabet>/character* folders in {data_dir}: run ./fetch_data.sh omniglot '
+                         'or pass the right --data-dir')
+    return characters
+
+
+def split_dataset(dataset, num_train=1200):
+    """Shuffle (consuming `random` like the original) and split into (train, test)."""
+    all_data = list(dataset)
+    random.shuffle(all_data)
+    return all_data[:num_train], all_data[num_train:]
+
+
+def augment_dataset(dataset):
+    """Each character at rotations 0, 90, 180 and 270 degrees, each a class of its own.
+
+    Rotated classes share the unrotated image cache: rotation happens when sampling.
+    """
+    for character in dataset:
+        for rotation in [0, 90, 180, 270]:
+            rotated = copy.copy(character)
+            rotated.rotation = rotation
+            yield rotated
+
+
+class Character:
+    """One Omniglot character (optionally rotated): a class of 28x28 float32 images,
+    1.0 for background and 0.0 for ink, decoded once and cached."""
+
+    def __init__(self, dir_path, rotation=0):
+        self.dir_path = dir_path
+        self.rotation = rotation
+        self._names = sorted(f for f in os.listdir(dir_path) if f.endswith('.png'))
+        self._cache = {}
+
+    def __len__(self):
+        return len(self._names)
+
+    def sample(self, num_images):
+        """`num_images` distinct random drawings of this character."""
+        if num_images > len(self._names):
+            raise InputError(f'{self.dir_path} has {len(self._names)} images but {num_images} are needed '
+                             'per class: lower --shots/--train-shots or add images')
+        names = list(self._names)  # sorted first: the original used directory order
+        random.shuffle(names)
+        return [np.rot90(self._read_image(name), self.rotation // 90).astype(np.float32)
+                for name in names[:num_images]]
+
+    def _read_image(self, name):
+        if name not in self._cache:
+            self._cache[name] = read_image(os.path.join(self.dir_path, name))
+        return self._cache[name]
+
+
+def read_image(path):
+    """A 1-bit Omniglot PNG as a 28x28 uint8 array (1 background, 0 ink).
+
+    Nearest-neighbour resizing keeps the image binary, as Pillow does for 1-bit images.
+    """
+    try:
+        with Image.open(path) as img:
+            if img.mode != '1':
+                raise ValueError(f'mode {img.mode}, not a 1-bit image')
+            return np.array(img.resize((28, 28), Image.Resampling.NEAREST), dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise InputError(f'cannot read image {path} ({exc}): delete it or re-run ./fetch_data.sh') from None
