@@ -70,7 +70,8 @@ def parse(parser, argv=None):
             parser.error(f'--foml-tail must be at least 1 and below the training shots '
                          f'({args.train_shots or args.shots}), got {args.foml_tail}')
     if args.replacement:
-        for flag, batch, shots in (('--inner-batch', args.inner_batch, args.train_shots or args.shots),
+        train_pool = (args.train_shots or args.shots) - (args.foml_tail or 0)
+        for flag, batch, shots in (('--inner-batch', args.inner_batch, train_pool),
                                    ('--eval-batch', args.eval_batch, args.shots)):
             if batch > args.classes * shots:
                 parser.error(f'{flag} {batch} cannot be drawn with --replacement from {args.classes * shots} '

@@ -40,34 +40,57 @@ def _classifier(layers, num_classes, dtype, name):
 
 
 def apply(model, params, inputs):
-    """Logits of `model` with weights `params` (in trainable-variable order).
+    """Logits of `model` for several independent groups at once, each with its own weights.
 
-    `inputs` is [groups, batch, *image]; batch norm normalizes each group with that group's
-    own batch statistics, as the original always does (training mode), so one call can run
-    several independent batches (e.g. one per query in non-transductive evaluation).
-    Returns [groups, batch, num_classes].
+    `params` are the trainable weights (in `model.trainable_variables` order), each with a
+    leading group axis: [groups, *shape]. `inputs` is [groups, batch, *image]. Returns
+    [groups, batch, num_classes]. Batch norm normalizes each group with that group's own
+    batch statistics, as the original always does (training mode).
+
+    The groups share one tensor [batch, H, W, groups * channels] and run as one grouped
+    convolution, so many small episodes (or one episode per query) cost one op per layer.
     """
-    groups = inputs.shape[0] or tf.shape(inputs)[0]
-    out = tf.reshape(inputs, tf.concat([[-1], tf.shape(inputs)[2:]], 0))
-    params = iter(params)
+    groups = tf.shape(inputs)[0]
+    batch = tf.shape(inputs)[1]
+    out, params = inputs, iter(params)
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            out = tf.nn.conv2d(out, next(params), layer.strides, layer.padding.upper())
+        if isinstance(layer, keras.layers.Reshape):
+            out = tf.reshape(out, tf.concat([[groups, batch], layer.target_shape], 0))
+        elif isinstance(layer, keras.layers.Conv2D):
+            if out.shape.rank == 5:  # [groups, batch, H, W, C] -> [batch, H, W, groups * C]
+                out = _merge_groups(tf.transpose(out, [1, 2, 3, 0, 4]))
+            kernel = _merge_groups(tf.transpose(next(params), [1, 2, 3, 0, 4]))
+            out = _grouped_conv2d(out, kernel, inputs.shape[0], layer.strides, layer.padding.upper())
             if layer.use_bias:
-                out = out + next(params)
+                out = out + tf.reshape(next(params), [-1])
         elif isinstance(layer, keras.layers.BatchNormalization):
-            out = _group_batch_norm(out, groups, next(params), next(params), layer.epsilon)
+            gamma, beta = (tf.reshape(next(params), [-1]) for _ in range(2))
+            mean, variance = tf.nn.moments(out, axes=[0, 1, 2])
+            out = tf.nn.batch_normalization(out, mean, variance, beta, gamma, layer.epsilon)
+        elif isinstance(layer, keras.layers.Flatten):  # per group, in (H, W, C) order
+            shape = tf.shape(out)
+            out = tf.reshape(out, tf.concat([shape[:3], [groups, -1]], 0))
+            out = tf.reshape(tf.transpose(out, [3, 0, 1, 2, 4]), [groups, batch, -1])
         elif isinstance(layer, keras.layers.Dense):
-            out = tf.matmul(out, next(params)) + next(params)
-        else:  # stateless layers: Reshape, ReLU, MaxPooling2D, Flatten
+            out = tf.matmul(out, next(params)) + next(params)[:, None]
+        else:  # ReLU, MaxPooling2D: per channel, so they act on every group at once
             out = layer(out)
-    return tf.reshape(out, [groups, -1, out.shape[-1]])
+    return out
 
 
-def _group_batch_norm(out, groups, gamma, beta, epsilon):
-    """Batch norm of NHWC `out` with statistics over (batch, H, W) within each group."""
-    shape = tf.shape(out)
-    grouped = tf.reshape(out, tf.concat([[groups, -1], shape[1:]], 0))
-    mean, variance = tf.nn.moments(grouped, axes=[1, 2, 3], keepdims=True)
-    normed = tf.nn.batch_normalization(grouped, mean, variance, beta, gamma, epsilon)
-    return tf.reshape(normed, shape)
+def _grouped_conv2d(out, kernel, groups, strides, padding):
+    """Convolution with `groups` independent channel groups.
+
+    TF's CPU kernels group only float32/bfloat16 convolutions (through oneDNN); other
+    dtypes (float64, used for the exact parity tests) run group by group.
+    """
+    if groups == 1 or out.dtype in (tf.float32, tf.bfloat16):
+        return tf.nn.conv2d(out, kernel, strides, padding)
+    pairs = zip(tf.split(out, groups, axis=-1), tf.split(kernel, groups, axis=-1))
+    return tf.concat([tf.nn.conv2d(x, k, strides, padding) for x, k in pairs], axis=-1)
+
+
+def _merge_groups(tensor):
+    """[..., groups, C] -> [..., groups * C]."""
+    shape = tf.shape(tensor)
+    return tf.reshape(tensor, tf.concat([shape[:-2], [-1]], 0))

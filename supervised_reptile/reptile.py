@@ -37,20 +37,36 @@ class Reptile:
         """The inner mini-batches of one training task, as (images, labels) arrays."""
         return [to_arrays(b) for b in mini_batches(samples, inner_batch_size, inner_iters, replacement)]
 
-    def train_step(self, tasks, meta_step_size):
-        """One meta-iteration on `tasks`, each a list of (images, labels) inner batches."""
-        xs, ys, last_x, last_y = _stack_tasks(tasks)
-        self._train(xs, ys, last_x, last_y, tf.constant(meta_step_size, self.dtype))
+    def train_step(self, tasks, meta_step_size, parallel=False):
+        """One meta-iteration on `tasks`, each a list of (images, labels) inner batches.
 
-    def evaluate(self, batches, support_x, query_x):
-        """Query logits after fine-tuning on `batches` (a list of (images, labels)).
-
-        Transductive: one batch of all queries. Otherwise each query is classified in a
-        batch of the support images plus that query, so batch norm sees one query at a
-        time. The model's variables and optimizer state are left unchanged.
+        By default tasks run one after another, the optimizer state flowing from each task
+        into the next, exactly as the original. With `parallel`, all tasks run at once as
+        one grouped computation: each starts from the optimizer state at the start of the
+        meta-iteration, and afterwards the state's moments are the mean over tasks and its
+        step count has advanced by one task's steps.
         """
-        xs, ys = (np.stack(a) for a in zip(*batches))
-        return self._adapted_logits(xs, ys, support_x, query_x).numpy()
+        heads, last_x, last_y = _stack_tasks(tasks)
+        meta_step_size = tf.constant(meta_step_size, self.dtype)
+        if parallel:
+            xs, ys = (np.swapaxes(a, 0, 1) for a in heads)  # [batches, tasks, batch, ...]
+            self._train_parallel(xs, ys, last_x, last_y, meta_step_size)
+        else:
+            xs, ys = (np.expand_dims(a, 2) for a in heads)  # [tasks, batches, 1, batch, ...]
+            self._train(xs, ys, last_x[:, None], last_y[:, None], meta_step_size)
+
+    def evaluate(self, episodes):
+        """Query logits [episodes, queries, classes] after fine-tuning on each episode.
+
+        `episodes` is a list of (inner batches, support images, query images); all run at
+        once, each from the current weights and optimizer state, which stay unchanged.
+        Transductive: one batch of all queries. Otherwise each query is classified in a
+        batch of the support images plus that query, so batch norm sees one query at a time.
+        """
+        batches, support_x, query_x = zip(*episodes)
+        xs = np.stack([np.stack([x for x, _ in b]) for b in batches], axis=1)  # [batches, episodes, ...]
+        ys = np.stack([np.stack([y for _, y in b]) for b in batches], axis=1)
+        return self._adapted_logits(xs, ys, np.stack(support_x), np.stack(query_x)).numpy()
 
     def _task_result(self, before_last, final):
         """What a task contributes to the meta-update: its adapted weights."""
@@ -60,45 +76,72 @@ class Reptile:
         """Interpolate toward the mean adapted weights (the original's order of operations)."""
         return [i + (m - i) * meta_step_size for i, m in zip(initial, mean_result)]
 
-    @tf.function(reduce_retracing=True)
+    @tf.function
     def _train(self, xs, ys, last_x, last_y, meta_step_size):
-        initial = [tf.convert_to_tensor(v) for v in self.variables]
-        state = tf.nest.map_structure(tf.convert_to_tensor, self.optimizer_state)
+        initial, state = self._snapshot(1)
         total = [tf.zeros_like(p) for p in initial]
         num_tasks = tf.shape(xs)[0]
         for t in tf.range(num_tasks):
             before_last, state = self._inner_loop(initial, state, xs[t], ys[t])
             final, state = self._step(before_last, state, last_x[t], last_y[t])
             total = [a + r for a, r in zip(total, self._task_result(before_last, final))]
-        mean = [a / tf.cast(num_tasks, a.dtype) for a in total]
-        for var, value in zip(self.variables, self._meta_update(initial, mean, meta_step_size)):
-            var.assign(value)
-        tf.nest.map_structure(lambda var, value: var.assign(value), self.optimizer_state, state)
+        self._finish(initial, [a / tf.cast(num_tasks, a.dtype) for a in total], meta_step_size, state)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function
+    def _train_parallel(self, xs, ys, last_x, last_y, meta_step_size):
+        initial, state = self._snapshot(tf.shape(last_x)[0])
+        before_last, state = self._inner_loop(initial, state, xs, ys)
+        final, state = self._step(before_last, state, last_x, last_y)
+        mean = [tf.reduce_mean(r, axis=0, keepdims=True) for r in self._task_result(before_last, final)]
+        self._finish([p[:1] for p in initial], mean, meta_step_size, state)
+
+    @tf.function
     def _adapted_logits(self, xs, ys, support_x, query_x):
-        params = [tf.convert_to_tensor(v) for v in self.variables]
-        state = tf.nest.map_structure(tf.convert_to_tensor, self.optimizer_state)
+        num_episodes, num_queries = tf.shape(query_x)[0], tf.shape(query_x)[1]
+        params, state = self._snapshot(num_episodes)
         params, _ = self._inner_loop(params, state, xs, ys)
         query_x = tf.cast(query_x, self.dtype)
         if self.transductive:
-            return apply(self.model, params, query_x[None])[0]
-        support = tf.repeat(tf.cast(support_x, self.dtype)[None], tf.shape(query_x)[0], axis=0)
-        return apply(self.model, params, tf.concat([support, query_x[:, None]], axis=1))[:, -1]
+            return apply(self.model, params, query_x)
+        # One group per (episode, query): the support images followed by that query.
+        params = [tf.repeat(p, num_queries, axis=0) for p in params]
+        support = tf.repeat(tf.cast(support_x, self.dtype), num_queries, axis=0)
+        queries = tf.reshape(query_x, tf.concat([[-1, 1], tf.shape(query_x)[2:]], 0))
+        logits = apply(self.model, params, tf.concat([support, queries], axis=1))[:, -1]
+        return tf.reshape(logits, [num_episodes, num_queries, -1])
+
+    def _snapshot(self, groups):
+        """The weights and optimizer state, each per-variable tensor repeated `groups` times."""
+        stack = lambda v: tf.repeat(tf.convert_to_tensor(v)[None], groups, axis=0)
+        state = {key: [stack(v) for v in value] if isinstance(value, list) else tf.convert_to_tensor(value)
+                 for key, value in self.optimizer_state.items()}
+        return [stack(v) for v in self.variables], state
+
+    def _finish(self, initial, mean_result, meta_step_size, state):
+        """Apply the meta-update to the variables and keep the (group-averaged) optimizer state."""
+        for var, value in zip(self.variables, self._meta_update(initial, mean_result, meta_step_size)):
+            var.assign(value[0])
+        for key, value in state.items():
+            if isinstance(value, list):
+                for var, stacked in zip(self.optimizer_state[key], value):
+                    var.assign(tf.reduce_mean(stacked, axis=0))
+            else:
+                self.optimizer_state[key].assign(value)
 
     def _inner_loop(self, params, state, xs, ys):
-        """One inner step per batch of xs [num_batches, batch, ...]."""
+        """One inner step per batch of xs [num_batches, groups, batch, ...]."""
         for i in tf.range(tf.shape(xs)[0]):
             params, state = self._step(params, state, xs[i], ys[i])
         return params, state
 
     def _step(self, params, state, x, y):
-        """Weight decay, then one optimizer step on the summed cross-entropy of (x, y)."""
+        """Weight decay, then one optimizer step on the summed cross-entropy of (x, y),
+        for every group at once (groups are independent: the loss is a sum over them)."""
         if self.weight_decay_rate != 1:
             params = [p * self.weight_decay_rate for p in params]
         with tf.GradientTape() as tape:
             tape.watch(params)
-            logits = apply(self.model, params, tf.cast(x, self.dtype)[None])[0]
+            logits = apply(self.model, params, tf.cast(x, self.dtype))
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
         return self.optimizer.apply(params, tape.gradient(loss, params), state)
 
@@ -129,13 +172,11 @@ class FOML(Reptile):
 
 
 def _stack_tasks(tasks):
-    """Arrays for `_train`: all but the last batch of each task [tasks, n-1, batch, ...],
+    """((xs, ys), last_x, last_y): all but the last batch of each task [tasks, n-1, batch, ...]
     and the last batches [tasks, batch', ...] (their size may differ: FOML's tail)."""
-    heads = [task[:-1] for task in tasks]
     last_x, last_y = (np.stack(a) for a in zip(*[task[-1] for task in tasks]))
-    if not heads[0]:
+    if len(tasks[0]) == 1:
         empty = lambda a: np.zeros((len(tasks), 0) + a.shape[1:], a.dtype)
-        return empty(last_x), empty(last_y), last_x, last_y
-    xs = np.stack([np.stack([x for x, _ in head]) for head in heads])
-    ys = np.stack([np.stack([y for _, y in head]) for head in heads])
-    return xs, ys, last_x, last_y
+        return (empty(last_x), empty(last_y)), last_x, last_y
+    heads = [(np.stack([x for x, _ in task[:-1]]), np.stack([y for _, y in task[:-1]])) for task in tasks]
+    return tuple(np.stack(a) for a in zip(*heads)), last_x, last_y

@@ -30,7 +30,9 @@ def mini_batches(samples, batch_size, num_batches, replacement):
     larger than the task). With replacement, every batch is a fresh `random.sample`.
     """
     samples = list(samples)
-    if num_batches and not samples:
+    if not num_batches:
+        return []
+    if not samples:
         raise InputError('no samples left for inner mini-batches: use more shots per class')
     if replacement:
         if batch_size > len(samples):
@@ -54,9 +56,12 @@ def split_train_test(samples, test_shots=1):
     """Move the first `test_shots` samples of each label (labels in ascending order, one
     round per shot) from the list into a second list; returns (rest, moved)."""
     train_set = list(samples)
+    labels = sorted(set(label for _, label in train_set))
+    if any(sum(1 for _, l in train_set if l == label) < test_shots for label in labels):
+        raise InputError(f'a task needs {test_shots} held-out samples per class: raise the shots')
     test_set = []
     for _ in range(test_shots):
-        for label in sorted(set(label for _, label in train_set)):
+        for label in labels:
             index = next(i for i, (_, item_label) in enumerate(train_set) if item_label == label)
             test_set.append(train_set.pop(index))
     return train_set, test_set

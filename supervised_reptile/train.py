@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from . import checkpoint
-from .eval import evaluate_task
+from .eval import evaluate
 from .tasks import sample_mini_dataset
 
 CHECKPOINT_INTERVAL = 100
@@ -37,8 +37,8 @@ def train(algo, train_set, test_set, save_dir, num_classes=5, num_shots=5, train
         if i % eval_interval == 0:
             accuracies = []
             for dataset, writer in zip((train_set, test_set), writers):
-                correct = evaluate_task(algo, dataset, num_classes, num_shots, eval_inner_batch_size,
-                                        eval_inner_iters, replacement)
+                [correct] = evaluate(algo, dataset, num_classes, num_shots, eval_inner_batch_size,
+                                     eval_inner_iters, replacement, num_samples=1)
                 with writer.as_default():
                     tf.summary.scalar('accuracy', correct / num_classes, step=i)
                 writer.flush()

@@ -1,0 +1,111 @@
+"""Helpers for the command-line tests: run the two CLIs as subprocesses, check their
+stderr, and build small data trees (Omniglot copies, generated Mini-ImageNet JPEGs)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from conftest import REPO_DIR
+
+SCRIPTS = {'omniglot': REPO_DIR / 'run_omniglot.py', 'miniimagenet': REPO_DIR / 'run_miniimagenet.py'}
+
+# Lines TensorFlow / absl print at import that no flag silences; everything else is ours.
+_TF_NOISE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog\(\)|[IWE]\d{4} \d\d:\d\d:\d\d)')
+
+
+def cli_env(**extra):
+    """The environment for a CLI subprocess: quiet TF, the venv's python first on PATH."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **extra)
+    env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
+    return env
+
+
+def run_cli(which, cwd, *args, timeout=300):
+    """Run run_<which>.py with `args` in `cwd`; returns the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, '-u', str(SCRIPTS[which]), *map(str, args)], cwd=cwd,
+                          env=cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def our_stderr_lines(stderr):
+    """stderr without TensorFlow's unavoidable import-time log lines."""
+    return [line for line in stderr.splitlines() if line.strip() and not _TF_NOISE.match(line)]
+
+
+def assert_clean_stderr(result):
+    """No traceback and nothing of ours on stderr (a successful run)."""
+    assert 'Traceback' not in result.stderr, result.stderr
+    assert our_stderr_lines(result.stderr) == [], result.stderr
+
+
+def assert_input_error(result, *words):
+    """Exit status 2, no traceback, exactly one line of ours on stderr, holding every word."""
+    assert 'Traceback' not in result.stderr, result.stderr
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = our_stderr_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith('error:') or ': error:' in line, line
+    for word in words:
+        assert word in line, f'{word!r} not in {line!r}'
+    return line
+
+
+def copy_omniglot(source, dest, alphabets_chars):
+    """A small Omniglot copy: {alphabet: [(character, number of PNGs)]} taken (as copies)
+    from the first characters/drawings of `source` (a fetched data/omniglot)."""
+    pngs = sorted((source / 'Latin' / 'character01').glob('*.png'))
+    for alphabet, chars in alphabets_chars.items():
+        for name, count in chars:
+            folder = dest / alphabet / name
+            folder.mkdir(parents=True)
+            for k in range(count):
+                shutil.copy(pngs[k % len(pngs)], folder / f'{name}_{k:02d}.png')
+    return dest
+
+
+def fake_full_omniglot(source, dest, num_chars=1300, per_alphabet=50):
+    """`num_chars` character folders of 20 symlinks each to real PNGs of `source`: enough
+    characters for the original's default split (1200 training characters)."""
+    real = sorted(c for a in source.iterdir() for c in a.iterdir())
+    for k in range(num_chars):
+        folder = dest / f'Alpha{k // per_alphabet:02d}' / f'character{k % per_alphabet + 1:02d}'
+        folder.mkdir(parents=True)
+        for png in sorted(real[k % len(real)].glob('*.png')):
+            (folder / png.name).symlink_to(png)
+    return dest
+
+
+def fake_miniimagenet(dest, classes=(6, 5, 5), images=4, size=(100, 90), distinct=None, seed=0):
+    """data/miniimagenet-like tree of random RGB JPEGs: `classes` per (train, val, test).
+
+    With `distinct`, only that many JPEGs are encoded and the rest are copies of them.
+    """
+    rng = np.random.default_rng(seed)
+    made = []
+    for s, (split, count) in enumerate(zip(('train', 'val', 'test'), classes)):
+        for c in range(count):
+            folder = dest / split / f'n{s}{c:07d}'
+            folder.mkdir(parents=True)
+            for k in range(images):
+                path = folder / f'img_{k:02d}.JPEG'
+                if distinct is not None and len(made) >= distinct:
+                    shutil.copy(made[(c * images + k) % distinct], path)  # same bytes, new file
+                    continue
+                pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(path, 'JPEG')
+                made.append(path)
+    return dest
+
+
+def run_parallel(jobs, workers=2):
+    """Run the zero-argument callables `jobs` (a {key: callable}) `workers` at a time;
+    returns {key: result}. Subprocess runs are mostly waiting, so threads suffice."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {key: pool.submit(job) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}

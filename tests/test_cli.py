@@ -1,0 +1,303 @@
+"""run_omniglot.py and run_miniimagenet.py end to end, as subprocesses.
+
+- Omniglot on the real small sets: training output in the original's format, checkpoints
+  (the original's file layout, relative names), TensorBoard scalars, restoring with
+  --pretrained, and determinism for a given --seed.
+- The original's own checkpoint (../shared/fixtures/original/ckpt_o15t) loads and scores
+  well above chance.
+- FOML with --foml-tail, and the SGD / --replacement / --weight-decay paths.
+- Mini-ImageNet on a small generated JPEG tree in the default data/miniimagenet folder.
+- Every command of the original README starts verbatim (up to its first evaluation line)
+  on fake full-size data trees.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from cli_helpers import (SCRIPTS, assert_clean_stderr, cli_env, fake_full_omniglot, fake_miniimagenet,
+                         our_stderr_lines, run_cli, run_parallel)
+
+BATCH_LINE = re.compile(r'^batch (\d+): train=(\d\.\d{6}) test=(\d\.\d{6})$')
+
+
+def accuracy_line_re(name, tasks):
+    return re.compile(rf'^{name} accuracy: (\S+) ± (\d+\.\d{{4}}) \(95% CI, {tasks} tasks\)$')
+
+
+def accuracy(stdout, name, tasks):
+    """(mean, CI half-width) from the `<name> accuracy:` line; fails if absent or malformed."""
+    pattern = accuracy_line_re(name, tasks)
+    found = [pattern.match(line) for line in stdout.splitlines() if line.startswith(f'{name} accuracy:')]
+    assert len(found) == 1 and found[0], stdout
+    mean, half_width = float(found[0].group(1)), float(found[0].group(2))
+    assert 0 <= mean <= 1 and 0 <= half_width <= 1, stdout
+    return mean, half_width
+
+
+def assert_success(result):
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert_clean_stderr(result)
+
+
+# --- 1. Omniglot end to end -------------------------------------------------------------
+
+EVAL_FLAGS = ['--train-chars', 180, '--classes', 5, '--shots', 1, '--eval-batch', 5, '--eval-iters', 3,
+              '--eval-samples', 20, '--transductive']
+TRAIN_FLAGS = EVAL_FLAGS + ['--train-shots', 5, '--inner-batch', 10, '--inner-iters', 2, '--meta-batch', 2,
+                            '--meta-iters', 12, '--eval-interval', 5]
+
+
+@pytest.fixture(scope='module')
+def trained(omniglot_data, tmp_path_factory):
+    """A tiny training run on the real small sets: (cwd, CompletedProcess)."""
+    cwd = tmp_path_factory.mktemp('e2e')
+    result = run_cli('omniglot', cwd, '--data-dir', omniglot_data, *TRAIN_FLAGS, '--checkpoint', 'ck')
+    assert_success(result)
+    return cwd, result
+
+
+def test_training_prints_the_originals_lines(trained):
+    _, result = trained
+    lines = result.stdout.splitlines()
+    assert lines[0] == 'Training...', result.stdout
+    batch_lines = [line for line in lines if line.startswith('batch ')]
+    assert [BATCH_LINE.match(line).group(1) for line in batch_lines] == ['0', '5', '10'], result.stdout
+    assert lines[1:4] == batch_lines
+    assert lines[4] == 'Evaluating...'
+    assert accuracy_line_re('Train', 20).match(lines[5]), lines[5]
+    assert accuracy_line_re('Test', 20).match(lines[6]), lines[6]
+    assert len(lines) == 7, result.stdout
+    accuracy(result.stdout, 'Train', 20)
+    accuracy(result.stdout, 'Test', 20)
+
+
+def test_training_writes_checkpoints_in_the_originals_layout(trained):
+    cwd, _ = trained
+    ck = cwd / 'ck'
+    state = (ck / 'checkpoint').read_text().splitlines()
+    assert state[0] == 'model_checkpoint_path: "model.ckpt-11"'
+    assert state[1:] == ['all_model_checkpoint_paths: "model.ckpt-0"',
+                         'all_model_checkpoint_paths: "model.ckpt-11"']
+    for step in (0, 11):
+        for suffix in ('.index', '.data-00000-of-00001'):
+            assert (ck / f'model.ckpt-{step}{suffix}').is_file()
+    leftovers = [p.name for p in ck.iterdir() if p.name.startswith('.tmp')]
+    assert leftovers == []
+
+
+def _scalars(folder, tag):
+    """{step: value} of scalar `tag` in the TensorBoard event files of `folder`."""
+    import tensorflow as tf
+    values = {}
+    files = sorted(folder.glob('events.out.tfevents.*'))
+    assert files, f'no event file in {folder}'
+    for path in files:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
+def test_training_logs_accuracy_to_tensorboard(trained):
+    cwd, result = trained
+    printed = [BATCH_LINE.match(line) for line in result.stdout.splitlines() if line.startswith('batch ')]
+    for column, name in ((2, 'train'), (3, 'test')):
+        scalars = _scalars(cwd / 'ck' / name, 'accuracy')
+        assert sorted(scalars) == [0, 5, 10], scalars
+        for match in printed:
+            assert scalars[int(match.group(1))] == pytest.approx(float(match.group(column)), abs=1e-6)
+
+
+def test_pretrained_restores_and_is_deterministic(trained, omniglot_data):
+    cwd, _ = trained
+    args = ['--data-dir', omniglot_data, *EVAL_FLAGS, '--pretrained', '--checkpoint', 'ck', '--seed', 0]
+    first, second = run_parallel({k: (lambda: run_cli('omniglot', cwd, *args)) for k in (1, 2)}).values()
+    for result in (first, second):
+        assert_success(result)
+        lines = result.stdout.splitlines()
+        assert lines[:2] == ['Restoring from checkpoint...', 'Evaluating...'], result.stdout
+        assert len(lines) == 4, result.stdout
+        accuracy(result.stdout, 'Train', 20)
+        accuracy(result.stdout, 'Test', 20)
+    assert first.stdout.splitlines()[3] == second.stdout.splitlines()[3]
+    assert first.stdout == second.stdout
+
+
+# --- 2. The original's checkpoint --------------------------------------------------------
+
+def test_originals_checkpoint_scores_above_chance(shared_dir, omniglot_data, tmp_path):
+    source = shared_dir / 'fixtures' / 'original' / 'ckpt_o15t'
+    if not (source / 'checkpoint').is_file():
+        pytest.skip(f'original checkpoint {source} is absent')
+    ck = tmp_path / 'ckpt_o15t'
+    ck.mkdir()
+    for path in source.iterdir():  # contents only: the shared files are read-only
+        if path.is_file():
+            shutil.copyfile(path, ck / path.name)
+    result = run_cli('omniglot', tmp_path, '--data-dir', omniglot_data, '--pretrained', '--checkpoint', ck,
+                     '--train-chars', 180, '--seed', 0, '--shots', 1, '--eval-batch', 5, '--eval-iters', 50,
+                     '--eval-samples', 40, '--transductive')
+    assert_success(result)
+    assert result.stdout.splitlines()[0] == 'Restoring from checkpoint...'
+    test_mean, _ = accuracy(result.stdout, 'Test', 40)
+    train_mean, _ = accuracy(result.stdout, 'Train', 40)
+    assert test_mean > 0.5, result.stdout  # the original: 0.8412 over 1000 tasks
+    assert train_mean > 0.5, result.stdout
+
+
+# --- 3. FOML, SGD, replacement, weight decay ---------------------------------------------
+
+def test_foml_tail_and_sgd_replacement_weight_decay_run(omniglot_data, tmp_path):
+    common = ['--data-dir', omniglot_data, '--train-chars', 180, '--shots', 1, '--meta-iters', 3,
+              '--eval-interval', 2, '--eval-batch', 5, '--eval-iters', 3, '--eval-samples', 5]
+    runs = {
+        'foml': ['--foml', '--foml-tail', 2, '--train-shots', 5, '--inner-batch', 10, '--inner-iters', 3,
+                 '--meta-batch', 2, '--checkpoint', 'foml'],
+        'sgd': ['--sgd', '--replacement', '--weight-decay', 0.99, '--learning-rate', 0.01, '--train-shots', 4,
+                '--inner-batch', 8, '--inner-iters', 3, '--meta-batch', 2, '--checkpoint', 'sgd'],
+    }
+    results = run_parallel({name: (lambda extra=extra: run_cli('omniglot', tmp_path, *common, *extra))
+                            for name, extra in runs.items()})
+    for name, result in results.items():
+        assert_success(result)
+        batches = [BATCH_LINE.match(line) for line in result.stdout.splitlines() if line.startswith('batch ')]
+        assert [m.group(1) for m in batches] == ['0', '2'], result.stdout
+        accuracy(result.stdout, 'Train', 5)
+        accuracy(result.stdout, 'Test', 5)
+        assert (tmp_path / name / 'model.ckpt-2.index').is_file()
+
+
+# --- 4. Mini-ImageNet ----------------------------------------------------------------------
+
+def test_miniimagenet_default_data_folder(tmp_path):
+    fake_miniimagenet(tmp_path / 'data' / 'miniimagenet', classes=(6, 5, 5), images=4, size=(100, 90))
+    result = run_cli('miniimagenet', tmp_path, '--shots', 1, '--train-shots', 3, '--inner-batch', 5,
+                     '--inner-iters', 2, '--meta-batch', 2, '--meta-iters', 2, '--eval-batch', 5,
+                     '--eval-iters', 2, '--eval-samples', 3, '--checkpoint', 'ck')
+    assert_success(result)
+    lines = result.stdout.splitlines()
+    assert lines[0] == 'Training...' and BATCH_LINE.match(lines[1]) and lines[2] == 'Evaluating...', lines
+    for name in ('Train', 'Validation', 'Test'):
+        accuracy(result.stdout, name, 3)
+    assert [line.split()[0] for line in lines[3:]] == ['Train', 'Validation', 'Test']
+    assert (tmp_path / 'ck' / 'model.ckpt-1.index').is_file()
+
+
+# --- 5. The original README's commands ---------------------------------------------------
+
+# Verbatim from openai/supervised-reptile's README.
+README_COMMANDS = '''\
+python -u run_omniglot.py --shots 1 --inner-batch 25 --inner-iters 3 --meta-step 1 --meta-batch 10 --meta-iters 100000 --eval-batch 25 --eval-iters 5 --learning-rate 0.001 --meta-step-final 0 --train-shots 15 --checkpoint ckpt_o15t --transductive
+python -u run_miniimagenet.py --shots 1 --inner-batch 5 --inner-iters 15 --meta-step 1 --meta-batch 10 --meta-iters 100000 --eval-batch 5 --eval-iters 10 --learning-rate 0.001 --meta-step-final 0 --train-shots 15 --checkpoint ckpt_m15t --transductive
+python -u run_miniimagenet.py --inner-batch 10 --inner-iters 8 --meta-step 1 --meta-batch 5 --meta-iters 200000 --eval-batch 15 --eval-iters 88 --learning-rate 0.00022 --meta-step-final 0 --train-shots 15 --checkpoint ckpt_m55
+python -u run_miniimagenet.py --shots 1 --inner-batch 3 --inner-iters 19 --meta-step 0.235 --meta-batch 2 --meta-iters 200000 --eval-batch 3 --eval-iters 55 --learning-rate 0.0012 --meta-step-final 0 --train-shots 12 --checkpoint ckpt_m15
+python -u run_omniglot.py --train-shots 10 --inner-batch 10 --inner-iters 5 --learning-rate 0.0015 --meta-step 0.7 --meta-step-final 0 --meta-batch 5 --meta-iters 100000 --eval-batch 6 --eval-iters 100 --checkpoint ckpt_o55
+python -u run_omniglot.py --shots 1 --inner-batch 5 --inner-iters 12 --meta-step 1 --meta-batch 3 --meta-iters 200000 --eval-batch 5 --eval-iters 86 --learning-rate 0.00044 --meta-step-final 0 --train-shots 12 --checkpoint ckpt_o15
+python -u run_omniglot.py --shots 1 --classes 20 --inner-batch 15 --inner-iters 12 --meta-step 1 --meta-batch 3 --meta-iters 200000 --eval-batch 10 --eval-iters 97 --learning-rate 0.00046 --meta-step-final 0 --train-shots 9 --checkpoint ckpt_o120
+python -u run_omniglot.py --classes 20 --inner-batch 20 --inner-iters 12 --meta-step 1 --meta-batch 3 --meta-iters 200000 --eval-batch 10 --eval-iters 97 --learning-rate 0.00046 --meta-step-final 0 --train-shots 12 --checkpoint ckpt_o520
+shared="--sgd --seed 0 --inner-batch 25 --learning-rate 0.0003 --meta-step-final 0 --meta-iters 40000 --eval-batch 25 --eval-iters 5 --eval-interval 1"
+python run_omniglot.py --inner-iters 1 --train-shots 5 --meta-step 0.25 --checkpoint g1_ckpt $shared | tee g1.txt
+python run_omniglot.py --inner-iters 2 --train-shots 10 --meta-step 0.25 --checkpoint g1_g2_ckpt $shared | tee g1_g2.txt
+python run_omniglot.py --inner-iters 2 --train-shots 10 --meta-step 0.125 --checkpoint half_g1_g2_ckpt $shared | tee half_g1_g2.txt
+python run_omniglot.py --foml --inner-iters 2 --train-shots 10 --meta-step 0.25 --checkpoint g2_ckpt $shared | tee g2.txt
+python run_omniglot.py --inner-iters 3 --train-shots 15 --meta-step 0.25 --checkpoint g1_g2_g3_ckpt $shared | tee g1_g2_g3.txt
+python run_omniglot.py --inner-iters 3 --train-shots 15 --meta-step 0.08325 --checkpoint third_g1_g2_g3_ckpt $shared | tee third_g1_g2_g3.txt
+python run_omniglot.py --foml --inner-iters 3 --train-shots 15 --meta-step 0.25 --checkpoint g3_ckpt $shared | tee g3.txt
+python run_omniglot.py --foml --inner-iters 4 --train-shots 20 --meta-step 0.25 --checkpoint g4_ckpt $shared | tee g4.txt
+python run_omniglot.py --inner-iters 4 --train-shots 20 --meta-step 0.25 --checkpoint g1_g2_g3_g4_ckpt $shared | tee g1_g2_g3_g4.txt
+python run_omniglot.py --inner-iters 4 --train-shots 20 --meta-step 0.0625 --checkpoint fourth_g1_g2_g3_g4_ckpt $shared | tee fourth_g1_g2_g3_g4.txt
+'''
+
+FIRST_BATCH = re.compile(r'^batch 0: train=\d\.\d{6} test=\d\.\d{6}$')
+README_TIMEOUT = 150  # seconds for one command to reach its first evaluation line
+
+
+def readme_scripts():
+    """Each README command as a bash script, preceded by the variable assignments
+    (`shared=...`) that come before it."""
+    assignments, scripts = [], []
+    for line in README_COMMANDS.splitlines():
+        if re.match(r'^\w+=', line):
+            assignments.append(line)
+        elif line.strip():
+            scripts.append('\n'.join(assignments + [line]))
+    return scripts
+
+
+def start_until_first_batch(script, cwd, log):
+    """Run `script` with bash in its own process group until its stdout shows the first
+    `batch 0:` line, then kill the group. Returns (stdout lines read, stderr, seconds)."""
+    start = time.monotonic()
+    with open(log, 'w+') as stderr:
+        proc = subprocess.Popen(['bash', '-c', script], cwd=cwd, env=cli_env(PYTHONUNBUFFERED='1'),
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+        watchdog = threading.Timer(README_TIMEOUT, os.killpg, (proc.pid, signal.SIGKILL))
+        watchdog.start()
+        lines = []
+        try:
+            for line in proc.stdout:
+                lines.append(line.rstrip('\n'))
+                if FIRST_BATCH.match(lines[-1]):
+                    break
+        finally:
+            watchdog.cancel()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.stdout.close()
+            proc.wait()
+        stderr.seek(0)
+        return lines, stderr.read(), time.monotonic() - start
+
+
+@pytest.fixture(scope='module')
+def readme_dir(omniglot_data, tmp_path_factory):
+    """A folder laid out like a checkout with full-size fake data: the scripts, a
+    1300-character data/omniglot and a 64/16/20-class data/miniimagenet."""
+    root = tmp_path_factory.mktemp('readme')
+    for script in SCRIPTS.values():
+        (root / script.name).symlink_to(script)
+    fake_full_omniglot(omniglot_data, root / 'data' / 'omniglot', num_chars=1300)
+    fake_miniimagenet(root / 'data' / 'miniimagenet', classes=(64, 16, 20), images=16, size=(100, 90),
+                      distinct=8)
+    return root
+
+
+def test_readme_lists_eighteen_commands():
+    scripts = readme_scripts()
+    assert len(scripts) == 18
+    assert sum('$shared' in s for s in scripts) == 10
+    assert all(s.startswith('shared="--sgd') for s in scripts if '$shared' in s)
+
+
+def test_every_readme_command_starts(readme_dir):
+    scripts = readme_scripts()
+    # The slowest (Mini-ImageNet 5-shot: 88 evaluation steps of 15 images) goes first so
+    # that the two workers finish together.
+    order = sorted(range(len(scripts)), key=lambda i: '--eval-iters 88' not in scripts[i])
+    logs = readme_dir / 'logs'
+    logs.mkdir()
+    results = run_parallel({i: (lambda i=i: start_until_first_batch(scripts[i], readme_dir, logs / f'{i}.err'))
+                            for i in order})
+    failures = []
+    for i in range(len(scripts)):
+        lines, stderr, seconds = results[i]
+        problems = []
+        if not lines or lines[0] != 'Training...':
+            problems.append('no "Training..." first')
+        if not lines or not FIRST_BATCH.match(lines[-1]):
+            problems.append('no "batch 0: train=... test=..." line')
+        if 'Traceback' in stderr or our_stderr_lines(stderr):
+            problems.append('stderr: ' + ' | '.join(our_stderr_lines(stderr)[-5:]))
+        if problems:
+            failures.append(f'{scripts[i]!r} ({seconds:.0f} s): {"; ".join(problems)}; stdout {lines[-5:]}')
+    assert not failures, '\n'.join(failures)
