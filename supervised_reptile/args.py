@@ -48,6 +48,8 @@ def argument_parser(data_dir):
                         default=None, type=int)
     parser.add_argument('--sgd', help='use vanilla SGD instead of Adam', action='store_true')
     parser.add_argument('--data-dir', help='data set folder (see fetch_data.sh)', default=data_dir)
+    parser.add_argument('--resume', action='store_true',
+                        help='continue training from the latest checkpoint in --checkpoint, if any')
     return parser
 
 
@@ -59,6 +61,8 @@ def parse(parser, argv=None):
     for name in positive:
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1, got {getattr(args, name)}')
+    if args.resume and args.pretrained:
+        parser.error('--resume continues training; --pretrained only evaluates: drop one of them')
     if args.train_shots < 0:
         parser.error(f'--train-shots must be 0 (use --shots) or positive, got {args.train_shots}')
     if args.learning_rate <= 0:

@@ -4,11 +4,14 @@ A checkpoint is a TF1 tensor bundle (`model.ckpt-N.index` + `.data-00000-of-0000
 the `checkpoint` state file, with the original's variable names (`conv2d/kernel`,
 `batch_normalization_1/gamma`, `dense/bias/Adam_1`, `beta2_power`, ...). So the original's
 `tf.train.Saver` can restore ours, and ours loads the original's, through one code path.
-Extra entries under `reptile/` (e.g. the inner step count) are ignored by the original.
+Extra entries under `reptile/` (the inner step count, and for resuming: the meta-iteration
+and Python's random state) are ignored by the original.
 """
 
+import json
 import math
 import os
+import random
 
 import keras
 import tensorflow as tf
@@ -18,6 +21,8 @@ from .errors import InputError
 PREFIX = 'model.ckpt'
 MAX_TO_KEEP = 5  # as tf.train.Saver
 STEP_KEY = 'reptile/inner_step'
+ITERATION_KEY = 'reptile/meta_iteration'
+RANDOM_KEY = 'reptile/python_random_state'
 
 
 def original_names(model):
@@ -44,7 +49,6 @@ def state_tensors(algo):
     for slot in algo.optimizer.slot_names:
         tensors.update({f'{name}/{slot}': value for name, value in zip(trainable, state[slot])})
     tensors.update({key: state[key] for key in ('beta1_power', 'beta2_power') if key in state})
-    tensors[STEP_KEY] = state['step']
     return tensors
 
 
@@ -56,7 +60,10 @@ def save(directory, meta_iteration, algo):
     leaves the previous latest checkpoint intact.
     """
     os.makedirs(directory, exist_ok=True)
-    tensors = state_tensors(algo)
+    tensors = dict(state_tensors(algo))
+    tensors[STEP_KEY] = algo.optimizer_state['step']
+    tensors[ITERATION_KEY] = tf.constant(meta_iteration, tf.int64)
+    tensors[RANDOM_KEY] = tf.constant(json.dumps(random.getstate()))
     final = os.path.join(directory, f'{PREFIX}-{meta_iteration}')
     temp = os.path.join(directory, f'.tmp-{PREFIX}-{meta_iteration}')
     tf.raw_ops.SaveV2(prefix=temp, tensor_names=list(tensors), shape_and_slices=[''] * len(tensors),
@@ -106,8 +113,6 @@ def load(directory, algo):
                          'it is incomplete or corrupt; delete it to fall back to an earlier one') from None
     shapes = reader.get_variable_to_shape_map()
     for name, target in state_tensors(algo).items():
-        if name == STEP_KEY:
-            continue
         if name not in shapes:
             raise InputError(f'checkpoint {prefix} has no {name}: it was written for another model '
                              'or optimizer (check --classes, --sgd and the data set)')
@@ -117,6 +122,21 @@ def load(directory, algo):
         target.assign(tf.cast(reader.get_tensor(name), target.dtype))
     algo.optimizer_state['step'].assign(_inner_steps(reader, shapes, algo))
     return prefix
+
+
+def resume(directory, algo):
+    """Restore everything a training run needs to continue exactly where the latest
+    checkpoint in `directory` was written: weights, optimizer state and Python's random
+    state. Returns the meta-iteration to continue from (0 when there is no checkpoint)."""
+    if not os.path.isdir(directory) or tf.train.latest_checkpoint(directory) is None:
+        return 0
+    reader = tf.train.load_checkpoint(load(directory, algo))
+    if not reader.has_tensor(ITERATION_KEY):
+        raise InputError(f'the checkpoint in {directory} was not written by this project\'s training '
+                         'and cannot be resumed: evaluate it with --pretrained instead')
+    version, internal, gauss = json.loads(reader.get_tensor(RANDOM_KEY))
+    random.setstate((version, tuple(internal), gauss))
+    return int(reader.get_tensor(ITERATION_KEY)) + 1
 
 
 def _inner_steps(reader, shapes, algo):

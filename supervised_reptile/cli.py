@@ -40,8 +40,9 @@ def run_experiment(args, model, train_set, eval_sets):
     for name, dataset in eval_sets:
         check_split(dataset, name.lower(), args.classes, args.shots + 1)
     if not args.pretrained:
-        print('Training...')
-        train(algo, train_set, eval_sets[-1][1], args.checkpoint, **train_kwargs(args))
+        start = checkpoint.resume(args.checkpoint, algo) if args.resume else 0
+        print(f'Resuming at meta-iteration {start}...' if start else 'Training...')
+        train(algo, train_set, eval_sets[-1][1], args.checkpoint, start_iteration=start, **train_kwargs(args))
     else:
         print('Restoring from checkpoint...')
         checkpoint.load(args.checkpoint, algo)

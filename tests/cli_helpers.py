@@ -109,3 +109,25 @@ def run_parallel(jobs, workers=2):
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {key: pool.submit(job) for key, job in jobs.items()}
         return {key: future.result() for key, future in futures.items()}
+
+
+def write_png(path, seed=0):
+    """A random 105x105 1-bit PNG, like an Omniglot drawing."""
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.random((105, 105)) > 0.1).convert('1').save(path, 'PNG')
+
+
+def fake_omniglot(dest, num_chars, images, alphabet='Alphabet'):
+    """`num_chars` generated characters of `images` 1-bit PNGs each under dest/<alphabet>/."""
+    for c in range(num_chars):
+        folder = dest / alphabet / f'character{c + 1:02d}'
+        folder.mkdir(parents=True)
+        for k in range(images):
+            write_png(folder / f'{c + 1:02d}_{k + 1:02d}.png', seed=c * 100 + k)
+    return dest
+
+
+def truncate(path):
+    """Cut a file to half its size: a valid header, then nothing (an interrupted copy)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
