@@ -1,4 +1,4 @@
-"""Checkpoints in the original's own format, written atomically.
+"""Checkpoints: the original's own format (written atomically), and the published web demo's.
 
 A checkpoint is a TF1 tensor bundle (`model.ckpt-N.index` + `.data-00000-of-00001`) plus
 the `checkpoint` state file, with the original's variable names (`conv2d/kernel`,
@@ -6,6 +6,10 @@ the `checkpoint` state file, with the original's variable names (`conv2d/kernel`
 `tf.train.Saver` can restore ours, and ours loads the original's, through one code path.
 Extra entries under `reptile/` (the inner step count, and for resuming: the meta-iteration
 and Python's random state) are ignored by the original.
+
+`load_pretrained` is the one entry point for evaluation: it reads the architecture from a
+checkpoint folder (or bundle prefix) or from the web demo's `.npz`, builds that model and
+the algorithm that fine-tunes it the way the model was meant to be evaluated.
 """
 
 import json
@@ -14,9 +18,13 @@ import os
 import random
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .errors import InputError
+from .models import MODELS
+from .optimizers import SGD, Adam, Preconditioned
+from .reptile import Reptile
 
 PREFIX = 'model.ckpt'
 MAX_TO_KEEP = 5  # as tf.train.Saver
@@ -102,15 +110,19 @@ def latest(directory):
     return prefix
 
 
-def load(directory, algo):
-    """Restore weights and optimizer state from the latest checkpoint in `directory`
-    (ours or the original's); returns its path prefix."""
-    prefix = latest(directory)
+def _reader(prefix):
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        return tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as exc:
         raise InputError(f'cannot read checkpoint {prefix} ({exc.__class__.__name__}): '
                          'it is incomplete or corrupt; delete it to fall back to an earlier one') from None
+
+
+def load(path, algo):
+    """Restore weights and optimizer state from a bundle prefix or the latest checkpoint in a
+    folder (ours or the original's); returns the prefix."""
+    prefix = path if tf.io.gfile.exists(f'{path}.index') else latest(path)
+    reader = _reader(prefix)
     shapes = reader.get_variable_to_shape_map()
     for name, target in state_tensors(algo).items():
         if name not in shapes:
@@ -146,3 +158,51 @@ def _inner_steps(reader, shapes, algo):
     if 'beta2_power' in shapes:  # TF1 keeps beta2^(t+1)
         return round(math.log(float(reader.get_tensor('beta2_power'))) / math.log(algo.optimizer.beta2)) - 1
     return 0
+
+
+def load_pretrained(path, learning_rate=1e-3, sgd=False, transductive=False, weight_decay_rate=1.0):
+    """A Reptile instance holding the model stored at `path`, ready to evaluate.
+
+    `path` is a checkpoint folder or bundle prefix (ours or the original's: Adam, or SGD
+    with `sgd`) or the web demo's `.npz`, which fine-tunes with its own preconditioned rule.
+    The model's `name` is its data set ('omniglot' or 'miniimagenet').
+    """
+    if str(path).endswith('.npz'):
+        return _load_webdemo(path, transductive, weight_decay_rate)
+    prefix = path if tf.io.gfile.exists(f'{path}.index') else latest(path)
+    shapes = _reader(prefix).get_variable_to_shape_map()
+    if 'conv2d/kernel' not in shapes or 'dense/bias' not in shapes:
+        raise InputError(f'checkpoint {prefix} holds no Reptile model (no conv2d/kernel or dense/bias)')
+    in_channels, filters = shapes['conv2d/kernel'][2:]
+    model = MODELS['miniimagenet' if in_channels == 3 else 'omniglot'](
+        shapes['dense/bias'][0], filters=filters, conv_bias='conv2d/bias' in shapes)
+    optimizer = SGD(learning_rate) if sgd else Adam(learning_rate)
+    algo = Reptile(model, optimizer, transductive=transductive, weight_decay_rate=weight_decay_rate)
+    load(prefix, algo)
+    return algo
+
+
+def check_model(algo, dataset, num_classes):
+    """Refuse evaluating a loaded model on another data set or number of classes."""
+    classes = algo.model.output_shape[-1]
+    if algo.model.name != dataset or classes != num_classes:
+        raise InputError(f'the checkpoint holds a {classes}-way {algo.model.name} model, not a '
+                         f'{num_classes}-way {dataset} one: pass --classes {classes} or another checkpoint')
+
+
+def _load_webdemo(path, transductive, weight_decay_rate):
+    """The web demo's parameters (`conv{0..3}/{kernel,gamma,beta}`, `dense/{kernel,bias}`,
+    each with `<key>/adam_v`): an Omniglot model without conv biases."""
+    try:
+        arrays = dict(np.load(path))
+        keys = [f'conv{i}/{w}' for i in range(4) for w in ('kernel', 'gamma', 'beta')] + ['dense/kernel', 'dense/bias']
+        values = [arrays[k] for k in keys]
+        second_moments = [arrays[f'{k}/adam_v'] for k in keys]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f'cannot read web-demo parameters {path} ({exc}): expected the published '
+                         'reptile_webdemo_*.npz') from None
+    model = MODELS['omniglot'](values[-1].shape[0], filters=values[0].shape[-1], conv_bias=False)
+    for var, value in zip(model.trainable_variables, values):
+        var.assign(value)
+    return Reptile(model, Preconditioned(second_moments), transductive=transductive,
+                   weight_decay_rate=weight_decay_rate)

@@ -1,5 +1,5 @@
-"""What run_omniglot.py and run_miniimagenet.py share: seeding, the train-or-restore-then-
-evaluate flow of the original's scripts, and turning bad input into exit status 2."""
+"""What run_omniglot.py and run_miniimagenet.py share: the train-or-restore-then-evaluate
+flow of the original's scripts, and turning bad input into exit status 2."""
 
 import random
 import sys
@@ -10,6 +10,7 @@ from . import checkpoint
 from .args import algorithm, check_split, evaluate_kwargs, train_kwargs
 from .errors import InputError
 from .eval import accuracy_line, evaluate
+from .models import MODELS
 from .train import train
 
 
@@ -22,30 +23,40 @@ def guarded(main):
         sys.exit(2)
 
 
-def seeded_model(seed, make_model, *args):
-    """Build a model with seeded initial weights, then seed Python's `random` as the
-    original did, so that building the model cannot shift the original's split and tasks."""
-    keras.utils.set_random_seed(seed)
-    model = make_model(*args)
-    random.seed(seed)
-    return model
-
-
-def run_experiment(args, model, train_set, eval_sets):
-    """Train (or restore with --pretrained), then print one accuracy line per evaluation
-    set: `eval_sets` is [(name, classes)], the last one being the test set."""
-    algo = algorithm(args, model)
-    if not args.pretrained:
+def run_experiment(args, dataset, train_set, eval_sets):
+    """Train (or resume, or restore with --pretrained), then print one accuracy line per
+    evaluation set. `dataset` names the model ('omniglot' or 'miniimagenet'); `eval_sets`
+    is [(name, classes)], the last one being the test set."""
+    for name, classes in eval_sets:
+        check_split(classes, name.lower(), args.classes, args.shots + 1)
+    if args.pretrained:
+        print('Restoring from checkpoint...')
+        algo = _without_touching_random(checkpoint.load_pretrained, args.checkpoint, args.learning_rate, args.sgd,
+                                        args.transductive, args.weight_decay)
+        checkpoint.check_model(algo, dataset, args.classes)
+    else:
         check_split(train_set, 'training', args.classes, args.train_shots or args.shots)
-    for name, dataset in eval_sets:
-        check_split(dataset, name.lower(), args.classes, args.shots + 1)
-    if not args.pretrained:
+        model = _without_touching_random(_seeded_model, dataset, args.classes, args.seed)
+        algo = algorithm(args, model)
         start = checkpoint.resume(args.checkpoint, algo) if args.resume else 0
         print(f'Resuming at meta-iteration {start}...' if start else 'Training...')
         train(algo, train_set, eval_sets[-1][1], args.checkpoint, start_iteration=start, **train_kwargs(args))
-    else:
-        print('Restoring from checkpoint...')
-        checkpoint.load(args.checkpoint, algo)
     print('Evaluating...')
-    for name, dataset in eval_sets:
-        print(accuracy_line(name, evaluate(algo, dataset, **evaluate_kwargs(args)), args.classes))
+    for name, classes in eval_sets:
+        print(accuracy_line(name, evaluate(algo, classes, **evaluate_kwargs(args)), args.classes))
+
+
+def _seeded_model(dataset, num_classes, seed):
+    """A model whose initial weights depend only on `seed`."""
+    keras.utils.set_random_seed(seed)
+    return MODELS[dataset](num_classes)
+
+
+def _without_touching_random(build, *args):
+    """Call `build` with Python's `random` state preserved: the tasks must come from the
+    `random` stream the original would have, whatever Keras draws while building."""
+    state = random.getstate()
+    try:
+        return build(*args)
+    finally:
+        random.setstate(state)

@@ -39,6 +39,9 @@ def _classifier(layers, num_classes, dtype, name):
     return keras.Sequential(layers, name=name)
 
 
+MODELS = {'omniglot': omniglot_model, 'miniimagenet': miniimagenet_model}
+
+
 def apply(model, params, inputs):
     """Logits of `model` for several independent groups at once, each with its own weights.
 

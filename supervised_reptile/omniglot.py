@@ -80,13 +80,16 @@ class Character:
         return self._cache[name]
 
 
-def read_image(path):
+def read_image(path, binarize=False):
     """A 1-bit Omniglot PNG as a 28x28 uint8 array (1 background, 0 ink).
 
     Nearest-neighbour resizing keeps the image binary, as Pillow does for 1-bit images.
+    With `binarize`, other images are first thresholded at half intensity (no dithering).
     """
     try:
         with Image.open(path) as img:
+            if binarize and img.mode != '1':
+                img = img.convert('L').point(lambda v: 255 if v >= 128 else 0).convert('1', dither=Image.Dither.NONE)
             if img.mode != '1':
                 raise ValueError(f'mode {img.mode}, not a 1-bit image')
             return np.array(img.resize((28, 28), Image.Resampling.NEAREST), dtype=np.uint8)

@@ -79,3 +79,27 @@ class SGD:
 def _hyper(value, dtype):
     """A hyper-parameter as TF1 applies it: a float32 constant cast to the variable dtype."""
     return tf.cast(tf.constant(value, tf.float32), dtype)
+
+
+class Preconditioned:
+    """The published web demo's fine-tuning rule: var -= lr * grad / (sqrt(v) + eps), with v
+    the fixed Adam second moments the model was trained with (no momentum, no updates to v)."""
+    slot_names = ('adam_v',)
+
+    def __init__(self, second_moments, learning_rate=0.001, epsilon=1e-5):
+        self.second_moments = second_moments
+        self.learning_rate = learning_rate
+        self.epsilon = epsilon
+
+    def init_state(self, params):
+        """Step 0 and the fixed second moments."""
+        return {'step': tf.constant(0, tf.int64),
+                'adam_v': [tf.constant(v, p.dtype) for v, p in zip(self.second_moments, params)]}
+
+    def apply(self, params, grads, state):
+        """One preconditioned gradient step; returns (new params, new state)."""
+        dtype = params[0].dtype
+        learning_rate, epsilon = _hyper(self.learning_rate, dtype), _hyper(self.epsilon, dtype)
+        new_params = [p - learning_rate * g / (tf.sqrt(v) + epsilon)
+                      for p, g, v in zip(params, grads, state['adam_v'])]
+        return new_params, {'step': state['step'] + 1, 'adam_v': state['adam_v']}

@@ -1,0 +1,100 @@
+"""Few-shot classification from the shell: fine-tune a stored model on one example per
+class, then classify a query.
+
+    python -m supervised_reptile.fewshot --model PATH --images STACK.npy
+    python -m supervised_reptile.fewshot --model PATH --support A.png B.png C.png --query Q.png
+
+Support images come in class order (class i = image i), the query last. The model is any
+checkpoint `checkpoint.load_pretrained` reads; it is fine-tuned the way its evaluation
+does it (the web demo: 5 steps on all support images with its own rule; others: the
+original's defaults, 50 Adam steps on batches of 5) and the query is classified in a batch
+of the support images plus the query. Prints one JSON line: {"probs": [...]}.
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from . import checkpoint, miniimagenet, omniglot  # noqa: E402
+from .cli import guarded  # noqa: E402
+from .errors import InputError  # noqa: E402
+from .optimizers import Preconditioned  # noqa: E402
+from .tasks import mini_batches, to_arrays  # noqa: E402
+
+WEBDEMO_STEPS = 5
+
+
+def fine_tune_steps(algo, num_support, inner_iters=None, inner_batch=None):
+    """(inner iterations, inner batch size) for a model: its own evaluation's defaults."""
+    if isinstance(algo.optimizer, Preconditioned):
+        return inner_iters or WEBDEMO_STEPS, inner_batch or num_support
+    return inner_iters or 50, inner_batch or 5
+
+
+def classify(algo, support, query, inner_iters, inner_batch):
+    """Class probabilities of `query` after fine-tuning on `support` (image i = class i).
+
+    Mini-batches are drawn as in evaluation, from a fixed seed, so results repeat.
+    """
+    samples = list(zip(support, range(len(support))))
+    random.seed(0)
+    batches = [to_arrays(b) for b in mini_batches(samples, inner_batch, inner_iters, False)]
+    logits = algo.evaluate([(batches, np.stack(support), np.stack([query]))])[0, 0]
+    return tf.nn.softmax(tf.cast(logits, tf.float64)).numpy()
+
+
+def read_images(algo, args):
+    """The support images and the query from --images or --support/--query."""
+    if args.images:
+        try:
+            stack = np.load(args.images).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise InputError(f'cannot read {args.images} ({exc}): expected a .npy image stack') from None
+        return list(stack[:-1]), stack[-1]
+    if algo.model.name == 'omniglot':
+        read = lambda path: omniglot.read_image(path, binarize=True).astype(np.float32)
+    else:
+        read = lambda path: miniimagenet.read_image(path).astype(np.float32) / 0xff
+    return [read(p) for p in args.support], read(args.query)
+
+
+def check_images(algo, support, query):
+    """Refuse image stacks that do not fit the model: one support image per class, right shape."""
+    classes, shape = algo.model.output_shape[-1], tuple(algo.model.input_shape[1:])
+    if len(support) != classes:
+        raise InputError(f'the model is {classes}-way: give {classes} support images (one per class) '
+                         f'and then the query, not {len(support)} + 1')
+    if tuple(query.shape) != shape:
+        raise InputError(f'images must be {shape} for this {algo.model.name} model, got {tuple(query.shape)}')
+
+
+def main(argv=None):
+    """Parse flags, load the model, print the query's class probabilities as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', required=True, help='checkpoint folder or prefix, or web-demo .npz')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--images', help='.npy stack: support images in class order, then the query')
+    source.add_argument('--support', nargs='+', help='support images (PNG/JPEG), one per class in order')
+    parser.add_argument('--query', help='query image (with --support)')
+    parser.add_argument('--inner-iters', type=int, help='fine-tuning steps (default: the model\'s own)')
+    parser.add_argument('--inner-batch', type=int, help='fine-tuning batch size (default: the model\'s own)')
+    parser.add_argument('--learning-rate', type=float, default=1e-3, help='Adam step size (checkpoints)')
+    args = parser.parse_args(argv)
+    if args.support and not args.query:
+        parser.error('--support needs --query')
+    algo = checkpoint.load_pretrained(args.model, learning_rate=args.learning_rate)
+    support, query = read_images(algo, args)
+    check_images(algo, support, query)
+    probs = classify(algo, support, query, *fine_tune_steps(algo, len(support), args.inner_iters, args.inner_batch))
+    print(json.dumps({'probs': probs.tolist()}))
+
+
+if __name__ == '__main__':
+    guarded(lambda: main(sys.argv[1:]))

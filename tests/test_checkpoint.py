@@ -1,0 +1,796 @@
+"""Checkpoints: the original's format both ways, atomic writes, and exact resumption.
+
+1. Round trip in-process: every weight (BN moving statistics included), the Adam slots, the
+   beta powers and the step count come back exactly; the `checkpoint` file uses relative
+   names, so a moved folder still loads; only the last MAX_TO_KEEP bundles are kept.
+2. The original's own checkpoint (../shared/fixtures/original/ckpt_o15t) loads through the
+   same loader (Adam and SGD models), and a model of another size is refused clearly.
+3. Our checkpoints hold exactly the original's variables (names, shapes, dtypes), and a TF1
+   graph restores them with `tf.compat.v1.train.Saver`, as the original's script would.
+4. Missing, truncated or empty checkpoints end in a one-line InputError.
+5. A save that dies midway leaves the previous checkpoint the latest, and loadable.
+6. run_omniglot.py killed with SIGKILL (three times, at random moments and during a save)
+   and continued with --resume ends with the same final checkpoint and accuracies as an
+   uninterrupted run; after every kill the latest checkpoint is readable.
+7. --resume without a checkpoint starts from scratch; --resume --pretrained is refused.
+
+The command-line runs of 6 and 7 take most of the time, so they all start in the background
+when the module's first test runs and overlap with the in-process tests.
+"""
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cli_helpers import SCRIPTS, assert_clean_stderr, assert_input_error, cli_env, truncate
+from conftest import SHARED_DIR
+from supervised_reptile import checkpoint
+from supervised_reptile.errors import InputError
+from supervised_reptile.models import omniglot_model
+from supervised_reptile.optimizers import SGD, Adam
+from supervised_reptile.reptile import Reptile
+
+BUNDLE = ('.data-00000-of-00001', '.index')
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def make_algo(num_classes=5, optimizer=None, seed=0):
+    """An untrained Reptile on a fresh Omniglot model with weights drawn from `seed`."""
+    keras.utils.set_random_seed(seed)
+    return Reptile(omniglot_model(num_classes), optimizer or Adam(1e-3))
+
+
+def random_tasks(rng, num_tasks=2, num_batches=3, batch=10, classes=5):
+    """Tasks as `train_step` takes them: lists of (images float32 [b,28,28], labels int32 [b])."""
+    return [[(rng.random((batch, 28, 28), dtype=np.float32), rng.integers(0, classes, batch).astype(np.int32))
+             for _ in range(num_batches)] for _ in range(num_tasks)]
+
+
+def trained_algo(seed):
+    """A Reptile after one meta-iteration on random data, with distinctive BN moving
+    statistics (training never updates them, as in the original, so set them by hand)."""
+    algo = make_algo(seed=seed)
+    rng = np.random.default_rng(seed)
+    algo.train_step(random_tasks(rng), 0.5)
+    for weight in algo.model.weights:
+        if not weight.trainable:
+            weight.assign(rng.random(weight.shape).astype(np.float32) + 0.5)
+    return algo
+
+
+def randomized_algo(seed, num_classes=5):
+    """A Reptile whose every checkpointed tensor (weights, BN statistics, Adam slots, beta
+    powers) and step count hold distinct random values: cheaper than training (no tracing)."""
+    algo = make_algo(num_classes, seed=seed)
+    rng = np.random.default_rng(seed)
+    for target in checkpoint.state_tensors(algo).values():
+        target.assign(rng.uniform(0.1, 1.0, target.shape).astype(target.dtype.as_numpy_dtype))
+    algo.optimizer_state['step'].assign(int(rng.integers(1, 10 ** 6)))
+    return algo
+
+
+@pytest.fixture(scope='module')
+def trained():
+    """One Reptile after one real meta-iteration (shared: tracing the step is slow)."""
+    return trained_algo(seed=1)
+
+
+def snapshot(algo):
+    """{original name: array} for everything a checkpoint holds, plus the step count."""
+    values = {name: np.array(value) for name, value in checkpoint.state_tensors(algo).items()}
+    values['step'] = np.array(algo.optimizer_state['step'])
+    return values
+
+
+def assert_same_state(actual, expected):
+    assert sorted(actual) == sorted(expected)
+    for name, value in expected.items():
+        assert actual[name].dtype == value.dtype, name
+        assert np.array_equal(actual[name], value), name
+
+
+def state_file_lines(directory):
+    return (directory / 'checkpoint').read_text().splitlines()
+
+
+def expected_state_lines(iterations):
+    return ([f'model_checkpoint_path: "model.ckpt-{iterations[-1]}"']
+            + [f'all_model_checkpoint_paths: "model.ckpt-{i}"' for i in iterations])
+
+
+def bundle_files(iterations):
+    return sorted(f'model.ckpt-{i}{suffix}' for i in iterations for suffix in BUNDLE)
+
+
+def one_line_input_error(excinfo, *words):
+    message = str(excinfo.value)
+    assert '\n' not in message, message
+    for word in words:
+        assert word in message, f'{word!r} not in {message!r}'
+    return message
+
+
+def read_all(prefix):
+    """{name: value} of a bundle, reading every tensor (so a broken data file fails here)."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+# --- command-line runs, started in the background -----------------------------------------
+
+RUN_FLAGS = ['--train-chars', 180, '--classes', 5, '--shots', 1, '--train-shots', 5, '--inner-batch', 10,
+             '--inner-iters', 2, '--meta-batch', 2, '--meta-iters', 260, '--eval-interval', 50,
+             '--eval-batch', 5, '--eval-iters', 3, '--eval-samples', 3, '--meta-step', 1,
+             '--meta-step-final', 0, '--seed', 3, '--checkpoint', 'ck']
+FINAL_ITERATION = 259
+TINY_FLAGS = ['--train-chars', 180, '--classes', 5, '--shots', 1, '--train-shots', 5, '--inner-batch', 10,
+              '--inner-iters', 1, '--meta-iters', 1, '--eval-interval', 1, '--eval-batch', 5, '--eval-iters', 1,
+              '--eval-samples', 1, '--seed', 3]
+KILL_SEED = 6  # seeds the random kill delays
+
+
+class Run:
+    """run_omniglot.py in its own process group (so SIGKILL reaches nothing else), with
+    stdout/stderr in files of `cwd`."""
+
+    def __init__(self, cwd, data_dir, *args, tag):
+        cwd.mkdir(parents=True, exist_ok=True)
+        self.cwd, self.tag = cwd, tag
+        self.stdout_path, self.stderr_path = cwd / f'{tag}.out', cwd / f'{tag}.err'
+        with open(self.stdout_path, 'w') as out, open(self.stderr_path, 'w') as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, '-u', str(SCRIPTS['omniglot']), '--data-dir', str(data_dir), *map(str, args)],
+                cwd=cwd, env=cli_env(PYTHONUNBUFFERED='1'), stdout=out, stderr=err, start_new_session=True)
+        self.killed = False
+
+    @property
+    def stdout(self):
+        return self.stdout_path.read_text()
+
+    @property
+    def stderr(self):
+        return self.stderr_path.read_text()
+
+    def wait(self, timeout=300):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f'{self.tag} did not finish in {timeout} s:\n{self.stdout}\n{self.stderr}')
+
+    def wait_until(self, condition, timeout=300, interval=0.002):
+        """Poll `condition` until true (True) or the process ends first (False)."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.proc.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f'{self.tag}: condition not reached in {timeout} s:\n{self.stdout}')
+            time.sleep(interval)
+        return True
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.killed = True
+        self.proc.wait()
+
+    def result(self):
+        """(returncode, stdout, stderr) once finished."""
+        return self.wait(), self.stdout, self.stderr
+
+
+def latest_iteration(ck):
+    """Meta-iteration of the latest checkpoint in `ck` (None: none), after reading every
+    tensor of it: it must never be unreadable, whenever the writer was killed."""
+    prefix = tf.train.latest_checkpoint(str(ck)) if ck.is_dir() else None
+    if prefix is None:
+        return None
+    values = read_all(prefix)
+    iteration = int(values[checkpoint.ITERATION_KEY])
+    assert prefix == str(ck / f'model.ckpt-{iteration}'), (prefix, iteration)
+    return iteration
+
+
+class ResumeChain(threading.Thread):
+    """The interrupted run: always with --resume (the first time in a folder that does not
+    exist yet), killed with SIGKILL three times, then let finish.
+
+    Kills: (1) 0-1.5 s after model.ckpt-100.index appears; (2) 0-1.5 s after
+    model.ckpt-200.index appears; (3) as soon as a save is in progress (a fresh `.tmp-` file
+    in the folder), or failing that when 'Evaluating...' is printed (after the final save).
+    After each kill the latest checkpoint is read in full. `runs` records, per run, the
+    expected resume iteration, the kill moment and the latest iteration after it."""
+
+    def __init__(self, cwd, data_dir):
+        super().__init__(daemon=True)
+        self.cwd, self.data_dir, self.ck = cwd, data_dir, cwd / 'ck'
+        self.runs, self.error, self.current = [], None, None
+
+    def _fresh_tmp(self, since):
+        def saving():
+            if not self.ck.is_dir():
+                return False
+            try:
+                return any(e.name.startswith('.tmp-model.ckpt-') and e.stat().st_mtime >= since
+                           for e in os.scandir(self.ck))
+            except FileNotFoundError:  # renamed while we looked: a save is in progress
+                return True
+        return saving
+
+    def run(self):
+        try:
+            self._chain()
+        except BaseException as exc:  # re-raised by the test
+            self.error = exc
+
+    def _chain(self):
+        rng = random.Random(KILL_SEED)
+        triggers = [('after model.ckpt-100.index', lambda since: (self.ck / 'model.ckpt-100.index').exists, True),
+                    ('after model.ckpt-200.index', lambda since: (self.ck / 'model.ckpt-200.index').exists, True),
+                    ('during a save, or at Evaluating...', lambda since: self._either(since), False),
+                    None]
+        for k, trigger in enumerate(triggers):
+            before = latest_iteration(self.ck)
+            record = {'tag': f'run{k}', 'start': 0 if before is None else before + 1}
+            since = time.time() - 0.01
+            self.current = run = Run(self.cwd, self.data_dir, *RUN_FLAGS, '--resume', tag=f'run{k}')
+            record['run'] = run
+            self.runs.append(record)
+            if trigger is not None:
+                what, condition, delayed = trigger
+                if run.wait_until(condition(since)):
+                    delay = rng.uniform(0, 1.5) if delayed else 0.0
+                    time.sleep(delay)
+                    run.kill()
+                    record['kill'] = f'{what} + {delay:.3f} s'
+                    record['latest_after'] = latest_iteration(self.ck)
+                    continue
+            record['returncode'] = run.wait()  # finished (or failed) before any kill: the end
+            record['latest_after'] = latest_iteration(self.ck)
+            return
+
+    def _either(self, since):
+        saving = self._fresh_tmp(since)
+        return lambda: saving() or 'Evaluating...' in self.current.stdout
+
+    def stop(self):
+        if self.current is not None:
+            self.current.kill()
+
+
+class Background:
+    """Every command-line run of this module, started at once."""
+
+    def __init__(self, root, data_dir):
+        self.reference = Run(root / 'reference', data_dir, *RUN_FLAGS, tag='reference')
+        self.chain = ResumeChain(root / 'resumed', data_dir)
+        self.chain.start()
+        (root / 'empty' / 'ck').mkdir(parents=True)
+        self.resume_empty = Run(root / 'empty', data_dir, *TINY_FLAGS, '--checkpoint', 'ck', '--resume',
+                                tag='resume_empty')
+        self.resume_pretrained = Run(root / 'conflict', data_dir, *TINY_FLAGS, '--checkpoint', 'ck', '--resume',
+                                     '--pretrained', tag='resume_pretrained')
+
+    def finish_chain(self, timeout=400):
+        self.chain.join(timeout)
+        if self.chain.is_alive():
+            self.chain.stop()
+            self.chain.join(30)
+            raise AssertionError(f'the interrupted run did not finish in {timeout} s')
+        if self.chain.error is not None:
+            raise self.chain.error
+        return self.chain.runs
+
+    def stop(self):
+        self.chain.stop()
+        for run in (self.reference, self.resume_empty, self.resume_pretrained):
+            run.kill()
+
+
+def _omniglot_available():
+    return (SHARED_DIR / 'data' / 'omniglot' / 'images_background_small1.zip').is_file()
+
+
+@pytest.fixture(scope='module')
+def cli_runs(omniglot_data, tmp_path_factory):
+    """The module's command-line runs (see `Background`), on the real Omniglot small sets."""
+    runs = Background(tmp_path_factory.mktemp('cli_runs'), omniglot_data)
+    yield runs
+    runs.stop()
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _start_cli_runs_early(request):
+    """Start `cli_runs` with the module's first test when a selected test needs it, so the
+    subprocesses overlap with the in-process tests."""
+    wanted = any('cli_runs' in item.fixturenames for item in request.session.items
+                 if getattr(item, 'module', None) is request.module)
+    if wanted and _omniglot_available():
+        request.getfixturevalue('cli_runs')
+
+
+@pytest.fixture(scope='module')
+def original_ckpt(shared_dir, tmp_path_factory):
+    """A writable copy of the original's checkpoint folder (without its event files)."""
+    source = shared_dir / 'fixtures' / 'original' / 'ckpt_o15t'
+    if not (source / 'checkpoint').is_file():
+        pytest.skip(f'original checkpoint {source} is absent')
+    dest = tmp_path_factory.mktemp('original') / 'ckpt_o15t'
+    dest.mkdir()
+    for path in source.iterdir():
+        if path.name == 'checkpoint' or path.name.startswith('model.ckpt-2999.'):
+            shutil.copyfile(path, dest / path.name)
+    return dest
+
+
+# --- 1. round trip ----------------------------------------------------------------------
+
+def test_round_trip_restores_weights_bn_stats_adam_slots_beta_powers_and_step_exactly(trained, tmp_path):
+    """save() then load() into a fresh model gives back every tensor bit for bit, and the
+    `checkpoint` file names the bundle relatively, so the folder loads after a move."""
+    algo = trained
+    expected = snapshot(algo)
+    assert int(expected['step']) == 6  # 2 tasks x 3 batches
+    assert expected['beta2_power'] == np.float32(0.999) ** 7
+    ck = tmp_path / 'ck'
+    assert checkpoint.save(str(ck), 7, algo) == str(ck / 'model.ckpt-7')
+    assert state_file_lines(ck) == expected_state_lines([7])
+    assert sorted(os.listdir(ck)) == ['checkpoint'] + bundle_files([7])  # no .tmp-* left behind
+
+    fresh = make_algo(seed=2)
+    assert not np.array_equal(snapshot(fresh)['conv2d/kernel'], expected['conv2d/kernel'])
+    assert checkpoint.load(str(ck), fresh) == str(ck / 'model.ckpt-7')
+    assert_same_state(snapshot(fresh), expected)
+
+    moved = tmp_path / 'elsewhere' / 'renamed'
+    moved.parent.mkdir()
+    shutil.move(str(ck), str(moved))
+    again = make_algo(seed=3)
+    assert checkpoint.load(str(moved), again) == str(moved / 'model.ckpt-7')
+    assert_same_state(snapshot(again), expected)
+
+
+def test_resume_restores_the_meta_iteration_and_pythons_random_state(tmp_path):
+    """checkpoint.resume() continues after the saved meta-iteration with the random state
+    of the moment of the save; without a checkpoint it starts at 0 and changes nothing."""
+    algo = randomized_algo(seed=4)
+    assert checkpoint.resume(str(tmp_path / 'none'), make_algo(seed=5)) == 0
+    random.seed(123)
+    random.random()
+    saved_state = random.getstate()
+    checkpoint.save(str(tmp_path / 'ck'), 41, algo)
+    expected_next = random.random()
+    random.seed(999)
+    fresh = make_algo(seed=5)
+    assert checkpoint.resume(str(tmp_path / 'ck'), fresh) == 42
+    assert random.getstate() == saved_state
+    assert random.random() == expected_next
+    assert_same_state(snapshot(fresh), snapshot(algo))
+
+
+def test_only_the_last_five_checkpoints_are_kept_and_listed(tmp_path):
+    """After 7 saves only the last MAX_TO_KEEP (5) bundles remain, the `checkpoint` file
+    lists exactly them, deleting model.ckpt-1 spares model.ckpt-10/-11, re-saving an
+    iteration does not list it twice, and no temporary file remains."""
+    assert checkpoint.MAX_TO_KEEP == 5
+    algo, ck = make_algo(), tmp_path / 'ck'
+    iterations = [1, 2, 10, 11, 100, 110, 111]
+    for i in iterations:
+        checkpoint.save(str(ck), i, algo)
+    kept = iterations[-5:]
+    assert state_file_lines(ck) == expected_state_lines(kept)
+    assert sorted(os.listdir(ck)) == ['checkpoint'] + bundle_files(kept)
+    checkpoint.save(str(ck), 111, algo)  # what a resumed run does after a kill mid-save
+    assert state_file_lines(ck) == expected_state_lines(kept)
+    assert sorted(os.listdir(ck)) == ['checkpoint'] + bundle_files(kept)
+    assert tf.train.latest_checkpoint(str(ck)) == str(ck / 'model.ckpt-111')
+
+
+# --- 2. the original's checkpoint --------------------------------------------------------
+
+def test_originals_checkpoint_loads_weights_adam_slots_and_step(original_ckpt):
+    """The original's Saver output loads through checkpoint.load: every weight (BN moving
+    statistics included) and Adam slot equals the stored tensor, the beta powers too, and
+    the step count is recovered from beta2_power (TF1 stores beta2^(t+1))."""
+    algo = make_algo()
+    prefix = checkpoint.load(str(original_ckpt), algo)
+    assert prefix == str(original_ckpt / 'model.ckpt-2999')
+    reader = tf.train.load_checkpoint(prefix)
+    names = checkpoint.original_names(algo.model)
+    assert len(names) == len(algo.model.weights) == 4 * 6 + 2
+    assert names[:6] == ['conv2d/kernel', 'conv2d/bias', 'batch_normalization/gamma',
+                         'batch_normalization/beta', 'batch_normalization/moving_mean',
+                         'batch_normalization/moving_variance']
+    for name, weight in zip(names, algo.model.weights):
+        assert np.array_equal(weight.numpy(), reader.get_tensor(name)), name
+    trainable = [n for n, w in zip(names, algo.model.weights) if w.trainable]
+    assert len(trainable) == 4 * 4 + 2
+    for slot in ('Adam', 'Adam_1'):
+        for name, value in zip(trainable, algo.optimizer_state[slot]):
+            assert np.array_equal(value.numpy(), reader.get_tensor(f'{name}/{slot}')), f'{name}/{slot}'
+    for key in ('beta1_power', 'beta2_power'):
+        assert np.array_equal(algo.optimizer_state[key].numpy(), reader.get_tensor(key)), key
+    beta2_power = float(reader.get_tensor('beta2_power'))
+    step = int(algo.optimizer_state['step'])
+    # round(log(beta2_power) / log(0.999)) - 1 is 74999 here; the exact count is 75000
+    # (see the xfail test below), so allow either until that is fixed.
+    estimate = round(math.log(beta2_power) / math.log(0.999)) - 1
+    assert step in (estimate, estimate + 1)
+    assert step > 0
+    # provenance.json: 3000 meta-iterations x meta-batch 5 x 5 inner iterations
+    assert abs(step - 3000 * 5 * 5) <= 1
+
+
+@pytest.mark.xfail(strict=True, reason='package bug: checkpoint._inner_steps divides by log(0.999) in float64, '
+                   'but TF1 multiplied beta2_power by float32(0.999) = 0.99900001: off by one (74999)')
+def test_originals_step_count_is_recovered_exactly(original_ckpt):
+    """The original took 3000 x 5 x 5 = 75000 inner steps; float32(0.999)^75001 is exactly
+    its beta2_power, so the recovered step count must be exactly 75000."""
+    algo = make_algo()
+    checkpoint.load(str(original_ckpt), algo)
+    power = np.float32(0.999)
+    for _ in range(75000):
+        power = np.float32(power * np.float32(0.999))
+    assert power == tf.train.load_checkpoint(str(original_ckpt / 'model.ckpt-2999')).get_tensor('beta2_power')
+    assert int(algo.optimizer_state['step']) == 75000
+
+
+@pytest.mark.xfail(strict=True, raises=AttributeError,
+                   reason="package bug: checkpoint._inner_steps reads algo.optimizer.beta2, which SGD lacks")
+def test_originals_checkpoint_loads_into_an_sgd_model(original_ckpt):
+    """An SGD model (--sgd) takes the original's weights; it has no slots to fill."""
+    algo = make_algo(optimizer=SGD(1e-3))
+    checkpoint.load(str(original_ckpt), algo)
+    reader = tf.train.load_checkpoint(str(original_ckpt / 'model.ckpt-2999'))
+    for name, weight in zip(checkpoint.original_names(algo.model), algo.model.weights):
+        assert np.array_equal(weight.numpy(), reader.get_tensor(name)), name
+
+
+def test_originals_checkpoint_refuses_a_20_way_model(original_ckpt):
+    """The 5-way checkpoint into a 20-way model: a one-line InputError naming the shapes
+    and --classes, not a TF shape error."""
+    with pytest.raises(InputError) as excinfo:
+        checkpoint.load(str(original_ckpt), make_algo(num_classes=20))
+    one_line_input_error(excinfo, 'dense/kernel', '[256, 5]', '[256, 20]', '--classes')
+
+
+def test_resume_refuses_the_originals_checkpoint(original_ckpt):
+    """--resume needs our meta-iteration and random state: the original's checkpoint is
+    refused with a pointer to --pretrained."""
+    with pytest.raises(InputError) as excinfo:
+        checkpoint.resume(str(original_ckpt), make_algo())
+    one_line_input_error(excinfo, 'cannot be resumed', '--pretrained')
+
+
+# --- 3. TF1 tools read ours --------------------------------------------------------------
+
+EXPECTED_VARIABLES = {  # name: (shape, dtype) as the original's graph defines them
+    'conv2d/kernel': ([3, 3, 1, 64], tf.float32), 'conv2d/bias/Adam': ([64], tf.float32),
+    'conv2d_3/kernel/Adam_1': ([3, 3, 64, 64], tf.float32), 'batch_normalization_3/moving_variance': ([64], tf.float32),
+    'batch_normalization_1/gamma/Adam': ([64], tf.float32), 'dense/kernel': ([256, 5], tf.float32),
+    'dense/bias/Adam_1': ([5], tf.float32), 'beta2_power': ([], tf.float32),
+}
+BETA1_POWER_XFAIL = pytest.mark.xfail(
+    strict=True, reason='package bug: we write beta1_power as float32, the original (AdamOptimizer(beta1=0), '
+    'an int) has an int32 beta1_power, so its Saver fails: "expected dtype int32 does not equal original dtype float"')
+
+TF1_RESTORE = textwrap.dedent('''
+    """Restore our checkpoint as the original's script does: a TF1 graph and tf.train.Saver.
+
+    emulated: variables made with tf.compat.v1.get_variable under the original's names, then
+    Saver(var_list={name: variable}). original_graph (when its .meta is given): the original's
+    own graph and Saver, from import_meta_graph. Prints one JSON line {mode: outcome}."""
+    import json
+    import sys
+    import numpy as np
+    import tensorflow as tf
+
+    tf.compat.v1.disable_eager_execution()
+    directory, expected_npz, meta = sys.argv[1], sys.argv[2], (sys.argv[3:] or [None])[0]
+    expected = np.load(expected_npz)
+    prefix = tf.train.latest_checkpoint(directory)
+
+
+    def restore(saver, variables):
+        with tf.compat.v1.Session() as sess:
+            try:
+                saver.restore(sess, prefix)
+            except tf.errors.OpError as exc:
+                return exc.message.splitlines()[0]
+            values = sess.run(variables)
+        wrong = sorted(n for n in values if not np.array_equal(values[n], expected[n]))
+        return f'restored {len(values)} variables, wrong: {wrong}'
+
+
+    outcome = {}
+    with tf.Graph().as_default():
+        variables = {name: tf.compat.v1.get_variable(name, shape=expected[name].shape, dtype=expected[name].dtype,
+                                                     initializer=tf.compat.v1.zeros_initializer())
+                     for name in expected.files if name != 'beta1_power'}
+        assert all(v.op.name == name for name, v in variables.items())
+        outcome['emulated'] = restore(tf.compat.v1.train.Saver(var_list=variables), variables)
+    if meta:
+        with tf.Graph().as_default():
+            saver = tf.compat.v1.train.import_meta_graph(meta)
+            variables = {v.op.name: v for v in tf.compat.v1.global_variables()}
+            assert sorted(variables) == sorted(expected.files), sorted(variables)
+            outcome['original_graph'] = restore(saver, variables)
+    print(json.dumps(outcome))
+''')
+
+
+@pytest.fixture(scope='module')
+def tf1_restore(tmp_path_factory):
+    """{mode: outcome} of TF1_RESTORE on one of our checkpoint folders (latest: 100)."""
+    root = tmp_path_factory.mktemp('tf1')
+    ck, algo = root / 'ck', randomized_algo(seed=7)
+    checkpoint.save(str(ck), 0, make_algo(seed=8))  # an older one: the latest must be used
+    checkpoint.save(str(ck), 100, algo)
+    expected = {name: value for name, value in snapshot(algo).items() if name != 'step'}
+    np.savez(root / 'expected.npz', **expected)
+    (root / 'tf1_restore.py').write_text(TF1_RESTORE)
+    meta = SHARED_DIR / 'fixtures' / 'original' / 'ckpt_o15t' / 'model.ckpt-2999.meta'
+    result = subprocess.run([sys.executable, str(root / 'tf1_restore.py'), str(ck), str(root / 'expected.npz'),
+                             *([str(meta)] if meta.is_file() else [])],
+                            env=cli_env(PYTHONUNBUFFERED='1'), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, (result.stdout, result.stderr[-3000:])
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    outcome['count'] = len(expected)
+    return outcome
+
+
+def test_our_checkpoint_lists_the_originals_names_shapes_and_dtypes(tmp_path):
+    """tf.train.list_variables shows the original's variable names with its shapes and
+    dtypes; only our extra `reptile/` entries come on top."""
+    ck = tmp_path / 'ck'
+    checkpoint.save(str(ck), 3, randomized_algo(seed=6))
+    listed = dict(tf.train.list_variables(str(ck)))
+    dtypes = tf.train.load_checkpoint(str(ck)).get_variable_to_dtype_map()
+    for name, (shape, dtype) in EXPECTED_VARIABLES.items():
+        assert listed.get(name) == shape, name
+        assert dtypes[name] == dtype, name
+    assert listed['beta1_power'] == []
+    extras = sorted(n for n in listed if n.startswith('reptile/'))
+    assert extras == sorted([checkpoint.ITERATION_KEY, checkpoint.RANDOM_KEY, checkpoint.STEP_KEY])
+    assert len(listed) - len(extras) == 4 * 6 + 4 * 4 * 2 + 2 * 3 + 2  # weights, 2 slots, dense, powers
+
+
+def _variables(directory, dtypes=True):
+    dtype_map = tf.train.load_checkpoint(str(directory)).get_variable_to_dtype_map()
+    return {(name, tuple(shape)) + ((dtype_map[name],) if dtypes else ())
+            for name, shape in tf.train.list_variables(str(directory)) if not name.startswith('reptile/')}
+
+
+def test_our_checkpoint_has_the_originals_variable_names_and_shapes(original_ckpt, tmp_path):
+    """Apart from `reptile/...`, our bundle holds the same (name, shape) set as the
+    original's: its Saver finds every variable it expects."""
+    ck = tmp_path / 'ck'
+    checkpoint.save(str(ck), 3, make_algo())
+    assert _variables(ck, dtypes=False) == _variables(original_ckpt, dtypes=False)
+
+
+@BETA1_POWER_XFAIL
+def test_our_checkpoint_has_the_originals_variable_dtypes(original_ckpt, tmp_path):
+    """... and the same dtypes, or the original's Saver refuses the tensor."""
+    ck = tmp_path / 'ck'
+    checkpoint.save(str(ck), 3, make_algo())
+    assert _variables(ck) == _variables(original_ckpt)
+
+
+def test_tf1_saver_restores_our_checkpoint(tf1_restore):
+    """A TF1 graph (tf.compat.v1, graph mode) with get_variable under the original's names
+    restores our latest checkpoint with tf.compat.v1.train.Saver(var_list=...): every
+    trainable weight, BN moving statistic, Adam slot and beta2_power gets our value."""
+    assert tf1_restore['emulated'] == f'restored {tf1_restore["count"] - 1} variables, wrong: []'
+
+
+@BETA1_POWER_XFAIL
+def test_originals_own_saver_restores_our_checkpoint(original_ckpt, tf1_restore):
+    """The original's graph and Saver, imported from its model.ckpt-2999.meta, restore our
+    checkpoint: every global variable gets our value."""
+    assert tf1_restore['original_graph'] == f'restored {tf1_restore["count"]} variables, wrong: []'
+
+
+# --- 4. corrupt checkpoints --------------------------------------------------------------
+
+def _break(kind, ck, algo):
+    """Make `ck` unreadable in the way `kind` names; returns words the error must hold."""
+    if kind == 'empty_folder':
+        ck.mkdir()
+        return ['no checkpoint in', str(ck)]
+    if kind == 'missing_folder':
+        return ['no checkpoint in', str(ck)]
+    checkpoint.save(str(ck), 5, algo)
+    if kind == 'checkpoint_file_names_a_missing_bundle':
+        (ck / 'checkpoint').write_text('model_checkpoint_path: "model.ckpt-9"\n'
+                                       'all_model_checkpoint_paths: "model.ckpt-5"\n'
+                                       'all_model_checkpoint_paths: "model.ckpt-9"\n')
+        return [str(ck)]
+    if kind == 'truncated_index':
+        truncate(ck / 'model.ckpt-5.index')
+        return ['cannot read checkpoint', str(ck / 'model.ckpt-5')]
+    if kind == 'truncated_data':
+        truncate(ck / 'model.ckpt-5.data-00000-of-00001')
+        return ['cannot read checkpoint', str(ck / 'model.ckpt-5')]
+    if kind == 'empty_checkpoint_file':
+        (ck / 'checkpoint').write_text('')
+        return [str(ck)]
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize('kind', [
+    'checkpoint_file_names_a_missing_bundle', 'truncated_index', 'empty_folder', 'missing_folder',
+    pytest.param('truncated_data', marks=pytest.mark.xfail(
+        strict=True, raises=IndexError,
+        reason='package bug: checkpoint.load only guards tf.train.load_checkpoint, not reader.get_tensor '
+               '("Read less bytes than requested")')),
+    pytest.param('empty_checkpoint_file', marks=pytest.mark.xfail(
+        strict=True, raises=ValueError,
+        reason='package bug: checkpoint.latest lets tf.train.latest_checkpoint\'s ValueError '
+               '("Invalid checkpoint state loaded from ...") through')),
+])
+def test_unreadable_checkpoint_is_a_one_line_input_error(kind, tmp_path):
+    """A checkpoint that cannot be read ends in InputError with a one-line message naming
+    the folder or bundle, never a TensorFlow traceback."""
+    algo = make_algo()
+    ck = tmp_path / 'ck'
+    words = _break(kind, ck, algo)
+    with pytest.raises(InputError) as excinfo:
+        checkpoint.load(str(ck), make_algo())
+    one_line_input_error(excinfo, *words)
+
+
+# --- 5. atomic writes --------------------------------------------------------------------
+
+class SimulatedCrash(OSError):
+    pass
+
+
+@pytest.mark.parametrize('fail_at', ['SaveV2', 'rename_data', 'rename_index', 'replace_checkpoint_file'])
+def test_save_dying_midway_keeps_the_previous_checkpoint_latest(fail_at, tmp_path, monkeypatch):
+    """A save of iteration 200 that dies while writing the bundle, while renaming either
+    file into place, or while replacing the `checkpoint` file leaves iteration 100 the
+    latest, loadable with its own values; the next save then succeeds and cleans up."""
+    ck = tmp_path / 'ck'
+    algo = randomized_algo(seed=9)
+    checkpoint.save(str(ck), 100, algo)
+    at_100 = snapshot(algo)
+    algo = randomized_algo(seed=10)  # the state 100 iterations later
+    at_200 = snapshot(algo)
+    assert not np.array_equal(at_200['dense/kernel'], at_100['dense/kernel'])
+
+    if fail_at == 'SaveV2':
+        real_save = tf.raw_ops.SaveV2
+
+        def save_then_crash(prefix, **kwargs):  # a partly written temporary bundle
+            real_save(prefix=prefix, **kwargs)
+            truncate(tmp_path / 'ck' / (os.path.basename(prefix) + BUNDLE[0]))
+            raise SimulatedCrash('killed while writing')
+        monkeypatch.setattr(tf.raw_ops, 'SaveV2', save_then_crash)
+    else:
+        real_replace, calls = os.replace, []
+        crash_on = ['rename_data', 'rename_index', 'replace_checkpoint_file'].index(fail_at)
+
+        def replace_or_crash(src, dst, **kwargs):
+            calls.append(os.path.basename(dst))
+            if len(calls) - 1 == crash_on:
+                raise SimulatedCrash(f'killed before renaming {src}')
+            return real_replace(src, dst, **kwargs)
+        monkeypatch.setattr(os, 'replace', replace_or_crash)
+
+    with pytest.raises(SimulatedCrash):
+        checkpoint.save(str(ck), 200, algo)
+    monkeypatch.undo()
+
+    assert tf.train.latest_checkpoint(str(ck)) == str(ck / 'model.ckpt-100')
+    fresh = make_algo(seed=11)
+    assert checkpoint.load(str(ck), fresh) == str(ck / 'model.ckpt-100')
+    assert_same_state(snapshot(fresh), at_100)
+
+    checkpoint.save(str(ck), 200, algo)  # the run, resumed, saves 200 again
+    assert state_file_lines(ck) == expected_state_lines([100, 200])
+    assert sorted(os.listdir(ck)) == ['checkpoint'] + bundle_files([100, 200])
+    assert checkpoint.load(str(ck), fresh) == str(ck / 'model.ckpt-200')
+    assert_same_state(snapshot(fresh), at_200)
+
+
+# --- 6. resuming after SIGKILL, for real ---------------------------------------------------
+
+def _lines(stdout, prefix):
+    return [line for line in stdout.splitlines() if line.startswith(prefix)]
+
+
+def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(cli_runs):
+    """run_omniglot.py --resume, killed with SIGKILL three times (0-1.5 s after
+    model.ckpt-100 and -200 appear, then during a save or right after the final one), ends
+    with the uninterrupted run's final checkpoint (every float tensor within 1e-6; in fact
+    equal) and accuracy lines. Every kill leaves a fully readable latest checkpoint, and
+    each restart prints `Resuming at meta-iteration N...` with N = that checkpoint + 1."""
+    runs = cli_runs.finish_chain()
+    code, ref_out, ref_err = cli_runs.reference.result()
+    assert code == 0, (ref_out, ref_err)
+    assert_clean_stderr(_Completed(ref_err))
+    story = [(r['tag'], r['start'], r.get('kill'), r.get('latest_after'), r.get('returncode')) for r in runs]
+
+    assert len(runs) == 4 and all('kill' in r for r in runs[:3]), story
+    assert runs[-1]['returncode'] == 0, (story, runs[-1]['run'].stdout, runs[-1]['run'].stderr)
+    assert_clean_stderr(_Completed(runs[-1]['run'].stderr))
+    for before, after in zip(runs, runs[1:]):
+        assert before['latest_after'] is not None, story
+        assert after['start'] == before['latest_after'] + 1, story
+    assert runs[0]['latest_after'] >= 0 and runs[1]['latest_after'] >= 100, story
+    for record in runs:
+        lines = record['run'].stdout.splitlines()
+        expected = f'Resuming at meta-iteration {record["start"]}...' if record['start'] else 'Training...'
+        assert lines and lines[0] == expected, (story, record['run'].stdout)
+
+    # Every evaluation line printed during training, by whichever run, is the reference's.
+    reference_batches = {line.split(':')[0]: line for line in _lines(ref_out, 'batch ')}
+    for record in runs:
+        for line in _lines(record['run'].stdout, 'batch '):
+            assert reference_batches[line.split(':')[0]] == line, (story, record['tag'], line)
+    final_out = runs[-1]['run'].stdout
+    for name in ('Train accuracy:', 'Test accuracy:'):
+        assert len(_lines(ref_out, name)) == 1, ref_out
+        assert _lines(final_out, name) == _lines(ref_out, name), (story, final_out, ref_out)
+
+    reference_ck = cli_runs.reference.cwd / 'ck'
+    resumed_ck = cli_runs.chain.ck
+    for ck in (reference_ck, resumed_ck):
+        assert tf.train.latest_checkpoint(str(ck)) == str(ck / f'model.ckpt-{FINAL_ITERATION}')
+    assert state_file_lines(resumed_ck) == state_file_lines(reference_ck)
+    reference = read_all(str(reference_ck / f'model.ckpt-{FINAL_ITERATION}'))
+    resumed = read_all(str(resumed_ck / f'model.ckpt-{FINAL_ITERATION}'))
+    assert sorted(resumed) == sorted(reference)
+    floats = [n for n, v in reference.items() if np.issubdtype(np.asarray(v).dtype, np.floating)]
+    assert len(floats) == 26 + 18 * 2 + 2, floats  # weights, Adam slots, beta powers
+    worst = max(float(np.max(np.abs(resumed[n] - reference[n]), initial=0)) for n in floats)
+    assert worst <= 1e-6, (worst, story)
+    for name in set(reference) - set(floats):  # step count, meta-iteration, random state
+        assert resumed[name] == reference[name], name
+
+
+class _Completed:
+    """Just enough of a CompletedProcess for cli_helpers' stderr checks."""
+
+    def __init__(self, stderr):
+        self.stderr = stderr
+
+
+# --- 7. --resume edge cases --------------------------------------------------------------
+
+def test_resume_without_checkpoint_starts_from_scratch(cli_runs):
+    """--resume in an empty checkpoint folder, and in one that does not exist yet (the
+    interrupted run's first start), prints 'Training...' and trains from iteration 0."""
+    code, out, err = cli_runs.resume_empty.result()
+    assert code == 0, (out, err)
+    assert_clean_stderr(_Completed(err))
+    assert out.splitlines()[0] == 'Training...', out
+    assert (cli_runs.resume_empty.cwd / 'ck' / 'model.ckpt-0.index').is_file()
+    assert 'Resuming' not in out
+    first = cli_runs.finish_chain()[0]
+    assert first['start'] == 0 and first['run'].stdout.splitlines()[0] == 'Training...', first['run'].stdout
+
+
+def test_resume_with_pretrained_is_refused(cli_runs):
+    """--resume --pretrained is contradictory: exit status 2, one line naming both flags."""
+    code, out, err = cli_runs.resume_pretrained.result()
+    result = subprocess.CompletedProcess([], code, out, err)
+    assert_input_error(result, '--resume', '--pretrained')
+    assert not (cli_runs.resume_pretrained.cwd / 'ck').exists()
