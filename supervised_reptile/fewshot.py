@@ -3,8 +3,12 @@ class, then classify a query.
 
     python -m supervised_reptile.fewshot --model PATH --images STACK.npy
     python -m supervised_reptile.fewshot --model PATH --support A.png B.png C.png --query Q.png
+    python -m supervised_reptile.fewshot --model PATH --drawings DRAWINGS.json [--save-tensors OUT.npy]
 
-Support images come in class order (class i = image i), the query last. The model is any
+Support images come in class order (class i = image i), the query last. Drawings (JSON
+`{"paths": [drawing, ...]}` or just the list, each drawing a list of strokes of [x, y]
+points, as the web demo's default_drawing.json) are rasterized to 28x28 by `drawing`, the
+code the web demo's server uses; --save-tensors keeps the image stack as .npy. The model is any
 checkpoint `checkpoint.load_pretrained` reads; it is fine-tuned the way its evaluation
 does it (the web demo: 5 steps on all support images with its own rule; others: the
 original's defaults, 50 Adam steps on batches of 5) and the query is classified in a batch
@@ -22,7 +26,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from . import checkpoint, miniimagenet, omniglot  # noqa: E402
+from . import checkpoint, drawing, miniimagenet, omniglot  # noqa: E402
 from .cli import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 from .optimizers import Preconditioned  # noqa: E402
@@ -51,18 +55,51 @@ def classify(algo, support, query, inner_iters, inner_batch):
 
 
 def read_images(algo, args):
-    """The support images and the query from --images or --support/--query."""
+    """The support images and the query from --images, --drawings or --support/--query."""
+    if args.drawings:
+        return split_stack(read_drawings(algo, args.drawings))
     if args.images:
         try:
             stack = np.load(args.images).astype(np.float32)
         except (OSError, ValueError) as exc:
             raise InputError(f'cannot read {args.images} ({exc}): expected a .npy image stack') from None
-        return list(stack[:-1]), stack[-1]
+        return split_stack(stack)
     if algo.model.name == 'omniglot':
         read = lambda path: omniglot.read_image(path, binarize=True).astype(np.float32)
     else:
         read = lambda path: miniimagenet.read_image(path).astype(np.float32) / 0xff
     return [read(p) for p in args.support], read(args.query)
+
+
+def split_stack(stack):
+    """(support images, query) of a stack whose last image is the query."""
+    if len(stack) < 2:
+        raise InputError(f'got {len(stack)} image(s): give the support images, then the query')
+    return list(stack[:-1]), stack[-1]
+
+
+def read_drawings(algo, path):
+    """The drawings in a JSON file rasterized as the web demo does: float32 [n, 28, 28]."""
+    if algo.model.name != 'omniglot':
+        raise InputError(f'--drawings needs an Omniglot model, not a {algo.model.name} one')
+    try:
+        with open(path) as file:
+            data = json.load(file)
+    except (OSError, ValueError) as exc:
+        raise InputError(f'cannot read drawings {path} ({exc}): expected JSON like default_drawing.json') from None
+    paths = data.get('paths') if isinstance(data, dict) else data
+    if not isinstance(paths, list):
+        raise InputError(f'{path} holds no list of drawings: expected {{"paths": [drawing, ...]}}')
+    size = algo.model.input_shape[1]
+    return np.stack([drawing.rasterize(d, size, f'drawing {i + 1}') for i, d in enumerate(paths)]) if paths else np.zeros((0, size, size))
+
+
+def save_stack(path, stack):
+    """Write the image stack to `path` (.npy), as --images reads it."""
+    try:
+        np.save(path, stack)
+    except OSError as exc:
+        raise InputError(f'cannot write {path} ({exc})') from None
 
 
 def check_images(algo, support, query):
@@ -82,7 +119,9 @@ def main(argv=None):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--images', help='.npy stack: support images in class order, then the query')
     source.add_argument('--support', nargs='+', help='support images (PNG/JPEG), one per class in order')
+    source.add_argument('--drawings', help='JSON drawings (as default_drawing.json): support in class order, then the query')
     parser.add_argument('--query', help='query image (with --support)')
+    parser.add_argument('--save-tensors', help='also save the images classified (support, then query) as .npy')
     parser.add_argument('--inner-iters', type=int, help='fine-tuning steps (default: the model\'s own)')
     parser.add_argument('--inner-batch', type=int, help='fine-tuning batch size (default: the model\'s own)')
     parser.add_argument('--learning-rate', type=float, default=1e-3, help='Adam step size (checkpoints)')
@@ -92,6 +131,8 @@ def main(argv=None):
     algo = checkpoint.load_pretrained(args.model, learning_rate=args.learning_rate)
     support, query = read_images(algo, args)
     check_images(algo, support, query)
+    if args.save_tensors:
+        save_stack(args.save_tensors, np.stack(support + [query]))
     probs = classify(algo, support, query, *fine_tune_steps(algo, len(support), args.inner_iters, args.inner_batch))
     print(json.dumps({'probs': probs.tolist()}))
 

@@ -46,39 +46,52 @@ def apply(model, params, inputs):
     """Logits of `model` for several independent groups at once, each with its own weights.
 
     `params` are the trainable weights (in `model.trainable_variables` order), each with a
-    leading group axis: [groups, *shape]. `inputs` is [groups, batch, *image]. Returns
-    [groups, batch, num_classes]. Batch norm normalizes each group with that group's own
-    batch statistics, as the original always does (training mode).
+    leading group axis: [groups, *shape]. `inputs` is [groups, batch, *image], or
+    [groups, sub_batches, batch, *image] to run several batches with each group's weights.
+    Returns logits of the same leading shape. Batch norm normalizes each batch with its own
+    statistics, as the original always does (training mode).
 
-    The groups share one tensor [batch, H, W, groups * channels] and run as one grouped
-    convolution, so many small episodes (or one episode per query) cost one op per layer.
+    The groups share one tensor [all batches, H, W, groups * channels] and run as one
+    grouped convolution, so many small episodes cost one op per layer.
     """
     groups = tf.shape(inputs)[0]
-    batch = tf.shape(inputs)[1]
+    single = inputs.shape.rank == len(model.input_shape) + 1
+    if single:
+        inputs = inputs[:, None]
+    sub_batches, batch = tf.shape(inputs)[1], tf.shape(inputs)[2]
     out, params = inputs, iter(params)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Reshape):
-            out = tf.reshape(out, tf.concat([[groups, batch], layer.target_shape], 0))
+            out = tf.reshape(out, tf.concat([[groups, sub_batches, batch], layer.target_shape], 0))
         elif isinstance(layer, keras.layers.Conv2D):
-            if out.shape.rank == 5:  # [groups, batch, H, W, C] -> [batch, H, W, groups * C]
-                out = _merge_groups(tf.transpose(out, [1, 2, 3, 0, 4]))
+            if out.shape.rank == 6:  # [groups, sub, batch, H, W, C] -> [sub * batch, H, W, groups * C]
+                out = tf.transpose(out, [1, 2, 3, 4, 0, 5])
+                out = tf.reshape(out, tf.concat([[sub_batches * batch], tf.shape(out)[2:4], [-1]], 0))
             kernel = _merge_groups(tf.transpose(next(params), [1, 2, 3, 0, 4]))
             out = _grouped_conv2d(out, kernel, inputs.shape[0], layer.strides, layer.padding.upper())
             if layer.use_bias:
                 out = out + tf.reshape(next(params), [-1])
         elif isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta = (tf.reshape(next(params), [-1]) for _ in range(2))
-            mean, variance = tf.nn.moments(out, axes=[0, 1, 2])
-            out = tf.nn.batch_normalization(out, mean, variance, beta, gamma, layer.epsilon)
+            out = _batch_norm(out, sub_batches, gamma, beta, layer.epsilon)
         elif isinstance(layer, keras.layers.Flatten):  # per group, in (H, W, C) order
             shape = tf.shape(out)
             out = tf.reshape(out, tf.concat([shape[:3], [groups, -1]], 0))
-            out = tf.reshape(tf.transpose(out, [3, 0, 1, 2, 4]), [groups, batch, -1])
+            out = tf.reshape(tf.transpose(out, [3, 0, 1, 2, 4]), [groups, sub_batches * batch, -1])
         elif isinstance(layer, keras.layers.Dense):
             out = tf.matmul(out, next(params)) + next(params)[:, None]
         else:  # ReLU, MaxPooling2D: per channel, so they act on every group at once
             out = layer(out)
-    return out
+    logits = tf.reshape(out, [groups, sub_batches, batch, -1])
+    return logits[:, 0] if single else logits
+
+
+def _batch_norm(out, sub_batches, gamma, beta, epsilon):
+    """Batch norm of [sub_batches * batch, H, W, C] with statistics per sub-batch."""
+    shape = tf.shape(out)
+    split = tf.reshape(out, tf.concat([[sub_batches, -1], shape[1:]], 0))
+    mean, variance = tf.nn.moments(split, axes=[1, 2, 3], keepdims=True)
+    return tf.reshape(tf.nn.batch_normalization(split, mean, variance, beta, gamma, epsilon), shape)
 
 
 def _grouped_conv2d(out, kernel, groups, strides, padding):

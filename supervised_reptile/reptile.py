@@ -101,30 +101,40 @@ class Reptile:
         params, state = self._snapshot(num_episodes)
         params, _ = self._inner_loop(params, state, xs, ys)
         query_x = tf.cast(query_x, self.dtype)
+        params = self._unflatten(params[0])
         if self.transductive:
             return apply(self.model, params, query_x)
-        # One group per (episode, query): the support images followed by that query.
-        params = [tf.repeat(p, num_queries, axis=0) for p in params]
-        support = tf.repeat(tf.cast(support_x, self.dtype), num_queries, axis=0)
-        queries = tf.reshape(query_x, tf.concat([[-1, 1], tf.shape(query_x)[2:]], 0))
-        logits = apply(self.model, params, tf.concat([support, queries], axis=1))[:, -1]
-        return tf.reshape(logits, [num_episodes, num_queries, -1])
+        # One batch per query: the episode's support images followed by that query.
+        support = tf.repeat(tf.cast(support_x, self.dtype)[:, None], num_queries, axis=1)
+        return apply(self.model, params, tf.concat([support, query_x[:, :, None]], axis=2))[:, :, -1]
 
     def _snapshot(self, groups):
-        """The weights and optimizer state, each per-variable tensor repeated `groups` times."""
-        stack = lambda v: tf.repeat(tf.convert_to_tensor(v)[None], groups, axis=0)
-        state = {key: [stack(v) for v in value] if isinstance(value, list) else tf.convert_to_tensor(value)
+        """The weights and the optimizer state, repeated for `groups` groups.
+
+        Inside the inner loop all weights live in one flat tensor [groups, num_weights]
+        (and each optimizer slot likewise), so an optimizer step is a handful of large
+        element-wise ops instead of a handful per variable.
+        """
+        flat = lambda vs: [tf.repeat(tf.concat([tf.reshape(v, [1, -1]) for v in vs], 1), groups, axis=0)]
+        state = {key: flat(value) if isinstance(value, list) else tf.convert_to_tensor(value)
                  for key, value in self.optimizer_state.items()}
-        return [stack(v) for v in self.variables], state
+        return flat(self.variables), state
+
+    def _unflatten(self, flat):
+        """[groups, num_weights] -> one [groups, *shape] tensor per variable."""
+        pieces = tf.split(flat, [int(np.prod(v.shape)) for v in self.variables], axis=1)
+        return [tf.reshape(p, [-1, *v.shape]) for p, v in zip(pieces, self.variables)]
 
     def _finish(self, initial, mean_result, meta_step_size, state):
         """Apply the meta-update to the variables and keep the (group-averaged) optimizer state."""
-        for var, value in zip(self.variables, self._meta_update(initial, mean_result, meta_step_size)):
+        [updated] = self._meta_update(initial, mean_result, meta_step_size)
+        for var, value in zip(self.variables, self._unflatten(updated)):
             var.assign(value[0])
         for key, value in state.items():
             if isinstance(value, list):
-                for var, stacked in zip(self.optimizer_state[key], value):
-                    var.assign(tf.reduce_mean(stacked, axis=0))
+                mean = tf.reduce_mean(value[0], axis=0, keepdims=True)
+                for var, slot in zip(self.optimizer_state[key], self._unflatten(mean)):
+                    var.assign(slot[0])
             else:
                 self.optimizer_state[key].assign(value)
 
@@ -141,7 +151,7 @@ class Reptile:
             params = [p * self.weight_decay_rate for p in params]
         with tf.GradientTape() as tape:
             tape.watch(params)
-            logits = apply(self.model, params, tf.cast(x, self.dtype))
+            logits = apply(self.model, self._unflatten(params[0]), tf.cast(x, self.dtype))
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
         return self.optimizer.apply(params, tape.gradient(loss, params), state)
 

@@ -260,13 +260,13 @@ def start_until_first_batch(script, cwd, log):
 
 
 @pytest.fixture(scope='module')
-def readme_dir(omniglot_data, tmp_path_factory):
+def readme_dir(tmp_path_factory):
     """A folder laid out like a checkout with full-size fake data: the scripts, a
     1300-character data/omniglot and a 64/16/20-class data/miniimagenet."""
     root = tmp_path_factory.mktemp('readme')
     for script in SCRIPTS.values():
         (root / script.name).symlink_to(script)
-    fake_full_omniglot(omniglot_data, root / 'data' / 'omniglot', num_chars=1300)
+    fake_full_omniglot(root / 'data' / 'omniglot', num_chars=1300)
     fake_miniimagenet(root / 'data' / 'miniimagenet', classes=(64, 16, 20), images=16, size=(100, 90),
                       distinct=8)
     return root
@@ -298,6 +298,9 @@ def test_every_readme_command_starts(readme_dir):
             problems.append('no "batch 0: train=... test=..." line')
         if 'Traceback' in stderr or our_stderr_lines(stderr):
             problems.append('stderr: ' + ' | '.join(our_stderr_lines(stderr)[-5:]))
+        tee = re.search(r'\| tee (\S+)$', scripts[i])
+        if tee and not (readme_dir / tee.group(1)).is_file():
+            problems.append(f'no {tee.group(1)} written by tee')
         if problems:
             failures.append(f'{scripts[i]!r} ({seconds:.0f} s): {"; ".join(problems)}; stdout {lines[-5:]}')
     assert not failures, '\n'.join(failures)

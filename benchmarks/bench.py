@@ -1,0 +1,186 @@
+"""Speed of meta-training and evaluation, against a straightforward implementation.
+
+    python benchmarks/bench.py [--quick] [--only NAME_PREFIX]
+
+Prints one JSON line per measurement (`name`, `impl`, `unit`, `seconds_per_unit` = median
+over repeats, `gflops`, `peak_rss_mb`), then a table with speed-ups over `naive`.
+Images are random binary/colour arrays: speed does not depend on their content.
+
+`naive` is what a direct TF2 port looks like: the Keras model's own variables trained in
+place by a Keras Adam(beta_1=0) in one compiled inner loop per task or episode, tasks one
+after another, weights snapshotted and restored through NumPy.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from supervised_reptile.models import MODELS
+from supervised_reptile.optimizers import Adam
+from supervised_reptile.reptile import Reptile
+
+TRAIN_SETTINGS = {  # name: (model, classes, train shots, inner batch, inner iters, meta batch)
+    'omniglot_5w': ('omniglot', 5, 10, 10, 5, 5),
+    'omniglot_20w': ('omniglot', 20, 10, 20, 10, 5),
+    'miniimagenet_5w': ('miniimagenet', 5, 15, 10, 8, 5),
+}
+EVAL_SETTINGS = {  # name: (transductive); 1-shot 5-way, eval batch 5, 50 inner iterations
+    'omniglot_5w_eval_transductive': True,
+    'omniglot_5w_eval_nontransductive': False,
+}
+EVAL_EPISODES = 25
+
+
+class Naive:
+    """The straightforward implementation (see the module docstring)."""
+
+    def __init__(self, model, learning_rate=1e-3, transductive=True):
+        self.model = model
+        self.transductive = transductive
+        self.optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.0, epsilon=1e-8)
+        self.optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def _inner_loop(self, xs, ys):
+        for i in tf.range(tf.shape(xs)[0]):
+            with tf.GradientTape() as tape:
+                logits = self.model(xs[i], training=True)
+                loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(ys[i], logits))
+            variables = self.model.trainable_variables
+            self.optimizer.apply(tape.gradient(loss, variables), variables)
+
+    @tf.function
+    def _predict(self, x):
+        return self.model(x, training=True)
+
+    def train_step(self, tasks, meta_step_size):
+        old = self.model.get_weights()
+        new = []
+        for xs, ys in tasks:
+            self.model.set_weights(old)
+            self._inner_loop(xs, ys)
+            new.append(self.model.get_weights())
+        mean = [np.mean(ws, axis=0) for ws in zip(*new)]
+        self.model.set_weights([o + (m - o) * meta_step_size for o, m in zip(old, mean)])
+
+    def evaluate(self, episodes):
+        logits = []
+        for xs, ys, support_x, query_x in episodes:
+            weights = self.model.get_weights()
+            slots = [v.numpy() for v in self.optimizer.variables]
+            self._inner_loop(xs, ys)
+            if self.transductive:
+                logits.append(self._predict(query_x).numpy())
+            else:
+                logits.append(np.stack([self._predict(np.concatenate([support_x, q[None]]))[-1].numpy()
+                                        for q in query_x]))
+            self.model.set_weights(weights)
+            for var, value in zip(self.optimizer.variables, slots):
+                var.assign(value)
+        return logits
+
+
+def forward_flops(model):
+    """Multiply-adds x 2 of one example's forward pass."""
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            flops += 2 * np.prod(layer.output.shape[1:3]) * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * np.prod(layer.kernel.shape)
+    return flops
+
+
+def random_images(rng, model_name, shape):
+    if model_name == 'omniglot':
+        return (rng.random(shape + (28, 28)) < 0.9).astype(np.float32)
+    return rng.random(shape + (84, 84, 3), dtype=np.float32)
+
+
+def bench_training(name, impl, repeats):
+    model_name, classes, shots, batch, iters, meta_batch = TRAIN_SETTINGS[name]
+    model = MODELS[model_name](classes)
+    rng = np.random.default_rng(0)
+    tasks = [(random_images(rng, model_name, (iters, batch)), rng.integers(0, classes, (iters, batch), dtype=np.int32))
+             for _ in range(meta_batch)]
+    if impl == 'naive':
+        algo = Naive(model)
+        step = lambda: algo.train_step(tasks, 0.5)
+    else:
+        algo = Reptile(model, Adam(1e-3))
+        task_batches = [list(zip(xs, ys)) for xs, ys in tasks]
+        step = lambda: algo.train_step(task_batches, 0.5, parallel=impl == 'parallel')
+    seconds = _time(step, repeats)
+    flops = 3 * forward_flops(model) * batch * iters * meta_batch
+    return {'name': name, 'impl': impl, 'unit': 'meta_iter', 'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
+
+
+def bench_eval(name, impl, repeats):
+    transductive = EVAL_SETTINGS[name]
+    model = MODELS['omniglot'](5)
+    rng = np.random.default_rng(0)
+    episodes = [(random_images(rng, 'omniglot', (50, 5)), rng.integers(0, 5, (50, 5), dtype=np.int32),
+                 random_images(rng, 'omniglot', (5,)), random_images(rng, 'omniglot', (5,)))
+                for _ in range(EVAL_EPISODES)]
+    if impl == 'naive':
+        algo = Naive(model, transductive=transductive)
+        run = lambda: algo.evaluate(episodes)
+    else:
+        algo = Reptile(model, Adam(1e-3), transductive=transductive)
+        ours = [(list(zip(xs, ys)), support, query) for xs, ys, support, query in episodes]
+        run = lambda: algo.evaluate(ours)
+    seconds = _time(run, repeats) / EVAL_EPISODES
+    flops = 3 * forward_flops(model) * 5 * 50 + forward_flops(model) * (5 if transductive else 5 * 6)
+    return {'name': name, 'impl': impl, 'unit': 'eval_task', 'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
+
+
+def _time(fn, repeats):
+    """Median wall time of `fn` over `repeats` runs, after one warm-up (tracing) run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--quick', action='store_true', help='one repeat each: a smoke run')
+    parser.add_argument('--only', default='', help='run only settings whose name starts with this')
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 5
+    plan = [(bench_training, name, impl) for name in TRAIN_SETTINGS for impl in ('naive', 'exact', 'parallel')]
+    plan += [(bench_eval, name, impl) for name in EVAL_SETTINGS for impl in ('naive', 'batched')]
+    results = []
+    for fn, name, impl in plan:
+        if not name.startswith(args.only):
+            continue
+        result = fn(name, impl, repeats)
+        result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    print_table(results)
+
+
+def print_table(results):
+    """Seconds per unit and speed-up over `naive` for each measurement."""
+    naive = {r['name']: r['seconds_per_unit'] for r in results if r['impl'] == 'naive'}
+    print(f"\n{'name':34} {'impl':10} {'s/unit':>9} {'speed-up':>9} {'GFLOP/s':>8}", file=sys.stderr)
+    for r in results:
+        speedup = naive[r['name']] / r['seconds_per_unit'] if r['name'] in naive else float('nan')
+        print(f"{r['name']:34} {r['impl']:10} {r['seconds_per_unit']:9.4f} {speedup:8.2f}x {r['gflops']:8.1f}",
+              file=sys.stderr)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,243 @@
+"""The web demo: its JSON API on a live server (good, bad and concurrent requests, no file
+access), its command line, and the page end to end in headless Chromium driven by Selenium."""
+
+import http.client
+import json
+import math
+import os
+import shutil
+import statistics
+import threading
+import time
+
+import pytest
+
+from supervised_reptile import demo
+from supervised_reptile.cli import guarded
+
+CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
+CHROMEDRIVER = os.environ.get('CHROMEDRIVER', '/usr/bin/chromedriver')
+
+# Three distinct characters, in canvas fractions: a circle, an X, a Z.
+CIRCLE = [[[round(0.5 + 0.3 * math.cos(a / 12 * math.pi), 3), round(0.5 + 0.3 * math.sin(a / 12 * math.pi), 3)]
+           for a in range(25)]]
+CROSS = [[[0.2, 0.2], [0.8, 0.8]], [[0.8, 0.2], [0.2, 0.8]]]
+ZED = [[[0.2, 0.2], [0.8, 0.2], [0.2, 0.8], [0.8, 0.8]]]
+SHAPES = [CIRCLE, CROSS, ZED]
+
+
+@pytest.fixture(scope='module')
+def model_path(shared_dir):
+    """The published 3-way web-demo model."""
+    return shared_dir / 'data' / 'webdemo' / 'reptile_webdemo_omniglot_3way.npz'
+
+
+@pytest.fixture(scope='module')
+def server(model_path):
+    """(host, port) of a demo server running in this process on a free port."""
+    classifier = demo.Classifier(demo.load_model(str(model_path), 3))
+    classifier.warm_up()
+    httpd = demo.make_server(classifier, '127.0.0.1', 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[:2]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def request(server, method, path, body=None, headers=None):
+    """(status, decoded JSON or raw bytes) of one HTTP request on a fresh connection."""
+    connection = http.client.HTTPConnection(*server, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    is_json = response.getheader('Content-Type') == 'application/json'
+    return response.status, json.loads(data) if is_json else data
+
+
+def classify(server, drawings):
+    """POST drawings to the API."""
+    return request(server, 'POST', '/api/classify', json.dumps({'drawings': drawings}),
+                   {'Content-Type': 'application/json'})
+
+
+def assert_good(server, query=1):
+    """A well-formed request gets probabilities summing to 1, the query's copy winning."""
+    status, result = classify(server, SHAPES + [SHAPES[query]])
+    assert status == 200, result
+    assert len(result['probs']) == 3 and abs(sum(result['probs']) - 1) < 1e-6
+    assert max(range(3), key=result['probs'].__getitem__) == query
+    assert len(result['images']) == 4 and len(result['images'][0]) == 28
+    return result
+
+
+def test_good_request(server):
+    """Each class's own copy as the query is classified as that class."""
+    for query in range(3):
+        assert_good(server, query)
+
+
+def test_response_time(server):
+    """A 3-way answer (rasterize 4 drawings, fine-tune, classify) takes well under 300 ms."""
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        assert_good(server)
+        times.append(time.perf_counter() - start)
+    assert statistics.median(times) < 0.3, times
+
+
+@pytest.mark.parametrize('body, words', [
+    (b'{"drawings": [', 'JSON'),
+    (b'\xff\xfe', 'JSON'),
+    (b'[' * 100000 + b']' * 100000, 'JSON'),
+    (b'[1, 2]', 'object'),
+    (json.dumps({'drawings': SHAPES}).encode(), 'send 4 drawings'),
+    (json.dumps({'drawings': 'abc'}).encode(), 'send 4 drawings'),
+    (json.dumps({'drawings': SHAPES + [[]]}).encode(), 'the query is empty'),
+    (json.dumps({'drawings': [[[]]] + SHAPES}).encode(), 'class 1'),
+    (json.dumps({'drawings': SHAPES + [[[[0.5, 0.5]] * 2001]]}).encode(), 'points'),
+    (json.dumps({'drawings': SHAPES + [[[['x', 0]]]]}).encode(), 'pair of numbers'),
+    (b' ' * (demo.MAX_BODY + 1), 'limit'),
+])
+def test_bad_request_gets_400_and_server_keeps_serving(server, body, words):
+    """Malformed, wrong-sized or oversized requests: HTTP 400 with a message; then a good one works."""
+    status, result = request(server, 'POST', '/api/classify', body, {'Content-Type': 'application/json'})
+    assert status == 400 and words in result['error'], result
+    assert_good(server)
+
+
+def test_missing_length_gets_400(server):
+    """A POST without a body (no Content-Length) is refused, not waited for."""
+    connection = http.client.HTTPConnection(*server, timeout=30)
+    connection.putrequest('POST', '/api/classify')
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 400 and 'Content-Length' in json.loads(response.read())['error']
+    connection.close()
+    assert_good(server)
+
+
+def test_concurrent_requests(server):
+    """Clients at once all get their own right answer (the model calls are serialized)."""
+    results = {}
+    threads = [threading.Thread(target=lambda k=k: results.update({k: classify(server, SHAPES + [SHAPES[k]])}))
+               for k in (0, 1, 2, 0)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for k, (status, result) in results.items():
+        assert status == 200 and max(range(3), key=result['probs'].__getitem__) == k
+
+
+@pytest.mark.parametrize('method, path', [
+    ('GET', '/../../etc/passwd'), ('GET', '/README.md'), ('GET', '/supervised_reptile/demo.py'),
+    ('GET', '/demo_page.html'), ('GET', '/api/classify'), ('POST', '/'), ('POST', '/../api/classify'),
+])
+def test_no_other_path_is_served(server, method, path):
+    """Only the page and the API exist: every other path is 404, no file is ever read."""
+    status, result = request(server, method, path, b'{}' if method == 'POST' else None)
+    assert status == 404 and 'not found' in result['error']
+
+
+def test_page_is_self_contained(server):
+    """The page loads nothing from the network: no external URL anywhere in it."""
+    status, page = request(server, 'GET', '/')
+    assert status == 200 and b'/api/classify' in page
+    assert b'http:' not in page and b'https:' not in page and b'data-ways="3"' in page
+
+
+def test_cli_without_model_says_how_to_get_one(capsys):
+    """No --model: exit status 2 and a message naming both ways to get a model."""
+    with pytest.raises(SystemExit) as exit_info:
+        guarded(lambda: demo.main([]))
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert 'run_omniglot.py --classes 3' in message and 'reptile_webdemo_omniglot_3way.npz' in message
+
+
+def test_cli_refuses_other_ways(model_path, capsys):
+    """A 3-way model with --ways 4: exit status 2 and a message with the fix."""
+    with pytest.raises(SystemExit) as exit_info:
+        guarded(lambda: demo.main(['--model', str(model_path), '--ways', '4']))
+    assert exit_info.value.code == 2
+    assert '3-way model, not 4-way: pass --ways 3' in capsys.readouterr().err
+
+
+def test_checkpoint_models_work(shared_dir):
+    """--model also takes a checkpoint folder (here the original's own, 5-way)."""
+    classifier = demo.Classifier(demo.load_model(str(shared_dir / 'fixtures' / 'original' / 'ckpt_o15t'), 5))
+    shapes = SHAPES + [[[[0.2, 0.2], [0.5, 0.8], [0.8, 0.2]]], [[[0.2, 0.2], [0.8, 0.2]], [[0.5, 0.2], [0.5, 0.8]]]]
+    probs, images = classifier(shapes + [shapes[3]])
+    assert images.shape == (6, 28, 28) and abs(sum(probs) - 1) < 1e-6 and probs.argmax() == 3
+
+
+# --- End to end in a real browser ------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def browser(tmp_path_factory):
+    """Headless Chromium under Selenium, from the system packages (nothing is downloaded)."""
+    webdriver = pytest.importorskip('selenium.webdriver', reason='selenium is not installed (pip install selenium)')
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not shutil.which(path):
+            pytest.skip(f'{path} is absent (apt-get install chromium chromium-driver)')
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
+                 '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                 '--window-size=1000,900', f'--user-data-dir={tmp_path_factory.mktemp("chromium-profile")}'):
+        options.add_argument(flag)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('SE_OFFLINE', 'true')  # never let Selenium Manager look for downloads
+        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def draw(driver, canvas, strokes):
+    """Draw strokes (lists of canvas fractions) on `canvas` with real pointer actions."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    width, height = canvas.size['width'], canvas.size['height']
+    offset = lambda point: (round((point[0] - 0.5) * width), round((point[1] - 0.5) * height))  # from the center
+    actions = ActionChains(driver, duration=0)
+    for stroke in strokes:
+        actions.move_to_element_with_offset(canvas, *offset(stroke[0])).click_and_hold()
+        for point in stroke[1:]:
+            actions.move_to_element_with_offset(canvas, *offset(point))
+        actions.release()
+    actions.perform()
+
+
+def shown_probs(driver, before):
+    """Wait for the answer to the latest request after request number `before`; its bars' probabilities."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    settled = ("const c = document.getElementById('chart');"
+               "return +c.dataset.requested > arguments[0] && c.dataset.shown === c.dataset.requested;")
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(settled, before),
+                                    message=driver.find_element('id', 'status').text)
+    return [float(bar.get_attribute('data-prob')) for bar in driver.find_elements('css selector', '.bar')]
+
+
+def test_browser_end_to_end(server, browser, tmp_path):
+    """Draw three classes and, in turn, a copy of each as the query: the bar chart shows
+    probabilities summing to 1 with the copied class on top."""
+    browser.get('http://%s:%d/' % server)
+    canvases = browser.find_elements('css selector', 'canvas.draw')
+    assert len(canvases) == 4
+    for canvas, shape in zip(canvases, SHAPES):
+        draw(browser, canvas, shape)
+    clear_query = browser.find_elements('css selector', '.cell.query button')[0]
+    for k, shape in enumerate(SHAPES):
+        clear_query.click()
+        before = int(browser.find_element('id', 'chart').get_attribute('data-requested'))
+        draw(browser, canvases[3], shape)
+        probs = shown_probs(browser, before)
+        assert len(probs) == 3 and abs(sum(probs) - 1) < 0.01, probs
+        assert max(range(3), key=probs.__getitem__) == k, probs
+    assert 'Error' not in browser.find_element('id', 'status').text
+    browser.save_screenshot(str(tmp_path / 'demo.png'))
