@@ -69,6 +69,8 @@ def save(directory, meta_iteration, algo):
     """
     os.makedirs(directory, exist_ok=True)
     tensors = dict(state_tensors(algo))
+    if 'beta1_power' in tensors and algo.optimizer.beta1 == 0:  # the original passed beta1=0, an int
+        tensors['beta1_power'] = tf.cast(tensors['beta1_power'], tf.int32)
     tensors[STEP_KEY] = algo.optimizer_state['step']
     tensors[ITERATION_KEY] = tf.constant(meta_iteration, tf.int64)
     tensors[RANDOM_KEY] = tf.constant(json.dumps(random.getstate()))
@@ -77,8 +79,12 @@ def save(directory, meta_iteration, algo):
     tf.raw_ops.SaveV2(prefix=temp, tensor_names=list(tensors), shape_and_slices=[''] * len(tensors),
                       tensors=[tf.convert_to_tensor(t) for t in tensors.values()])
     for suffix in ('.data-00000-of-00001', '.index'):
+        _fsync(temp + suffix)
         os.replace(temp + suffix, final + suffix)
-    state = tf.train.get_checkpoint_state(directory)
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except ValueError:  # an unreadable `checkpoint` file: start a new list
+        state = None
     previous = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])]
     previous = [p for p in previous if p != os.path.basename(final)]
     _write_state_file(directory, (previous + [os.path.basename(final)])[-MAX_TO_KEEP:])
@@ -86,6 +92,12 @@ def save(directory, meta_iteration, algo):
         for path in tf.io.gfile.glob(os.path.join(directory, old) + '.*'):
             os.remove(path)
     return final
+
+
+def _fsync(path):
+    """Flush a file to disk, so that a renamed checkpoint survives a power loss too."""
+    with open(path, 'rb+') as handle:
+        os.fsync(handle.fileno())
 
 
 def _write_state_file(directory, names):
@@ -103,7 +115,10 @@ def _write_state_file(directory, names):
 
 def latest(directory):
     """Path prefix of the latest checkpoint in `directory`."""
-    prefix = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    try:
+        prefix = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    except ValueError:  # an empty or garbled `checkpoint` file
+        prefix = None
     if prefix is None:
         raise InputError(f'no checkpoint in {directory}: train first, or pass --checkpoint with a '
                          'folder holding a "checkpoint" file and model.ckpt-N files')
@@ -124,15 +139,23 @@ def load(path, algo):
     prefix = path if tf.io.gfile.exists(f'{path}.index') else latest(path)
     reader = _reader(prefix)
     shapes = reader.get_variable_to_shape_map()
-    for name, target in state_tensors(algo).items():
+    targets = state_tensors(algo)
+    for name, target in targets.items():
         if name not in shapes:
             raise InputError(f'checkpoint {prefix} has no {name}: it was written for another model '
                              'or optimizer (check --classes, --sgd and the data set)')
         if list(shapes[name]) != list(target.shape):
             raise InputError(f'checkpoint {prefix} holds {name} of shape {shapes[name]}, the model needs '
                              f'{list(target.shape)}: check --classes and the data set')
-        target.assign(tf.cast(reader.get_tensor(name), target.dtype))
-    algo.optimizer_state['step'].assign(_inner_steps(reader, shapes, algo))
+    try:  # read everything before assigning anything: loading is all or nothing
+        values = {name: reader.get_tensor(name) for name in targets}
+        steps = _inner_steps(reader, shapes, algo)
+    except (tf.errors.OpError, ValueError, IndexError) as exc:
+        raise InputError(f'cannot read checkpoint {prefix} ({exc.__class__.__name__}): it is incomplete '
+                         'or corrupt; delete it to fall back to an earlier one') from None
+    for name, target in targets.items():
+        target.assign(tf.cast(values[name], target.dtype))
+    algo.optimizer_state['step'].assign(steps)
     return prefix
 
 
@@ -140,7 +163,7 @@ def resume(directory, algo):
     """Restore everything a training run needs to continue exactly where the latest
     checkpoint in `directory` was written: weights, optimizer state and Python's random
     state. Returns the meta-iteration to continue from (0 when there is no checkpoint)."""
-    if not os.path.isdir(directory) or tf.train.latest_checkpoint(directory) is None:
+    if not os.path.isfile(os.path.join(directory, 'checkpoint')):
         return 0
     reader = tf.train.load_checkpoint(load(directory, algo))
     if not reader.has_tensor(ITERATION_KEY):
@@ -152,11 +175,13 @@ def resume(directory, algo):
 
 
 def _inner_steps(reader, shapes, algo):
-    """Inner steps taken so far: recorded by us, or recovered from the original's beta2_power."""
+    """Inner steps taken so far: recorded by us, or recovered from the original's
+    beta2_power, which TF1 keeps as float32(beta2)^(t+1); 0 for SGD."""
     if STEP_KEY in shapes:
         return int(reader.get_tensor(STEP_KEY))
-    if 'beta2_power' in shapes:  # TF1 keeps beta2^(t+1)
-        return round(math.log(float(reader.get_tensor('beta2_power'))) / math.log(algo.optimizer.beta2)) - 1
+    beta2 = getattr(algo.optimizer, 'beta2', None)
+    if 'beta2_power' in shapes and beta2 is not None:
+        return round(math.log(float(reader.get_tensor('beta2_power'))) / math.log(float(np.float32(beta2)))) - 1
     return 0
 
 

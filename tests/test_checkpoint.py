@@ -15,8 +15,7 @@
    uninterrupted run; after every kill the latest checkpoint is readable.
 7. --resume without a checkpoint starts from scratch; --resume --pretrained is refused.
 
-Known package bugs are pinned by strict xfail tests (their reasons name the bug). The
-command-line runs of 6 take most of the time (each process pays TensorFlow's import and
+The command-line runs of 6 take most of the time (each process pays TensorFlow's import and
 tracing), so they start in the background with the module's first test and overlap with
 the in-process tests.
 """
@@ -84,6 +83,7 @@ def randomized_algo(seed, num_classes=5):
     for target in checkpoint.state_tensors(algo).values():
         target.assign(rng.uniform(0.1, 1.0, target.shape).astype(tf.as_dtype(target.dtype).as_numpy_dtype))
     algo.optimizer_state['step'].assign(int(rng.integers(1, 10 ** 6)))
+    algo.optimizer_state['beta1_power'].assign(0.0)  # beta1 = 0: always 0, saved as the original's int32
     return algo
 
 
@@ -425,17 +425,12 @@ def test_originals_checkpoint_loads_weights_adam_slots_and_step(original_ckpt):
         assert np.array_equal(algo.optimizer_state[key].numpy(), reader.get_tensor(key)), key
     beta2_power = float(reader.get_tensor('beta2_power'))
     step = int(algo.optimizer_state['step'])
-    # round(log(beta2_power) / log(0.999)) - 1 is 74999 here; the exact count is 75000
-    # (see the xfail test below), so allow either until that is fixed.
-    estimate = round(math.log(beta2_power) / math.log(0.999)) - 1
-    assert step in (estimate, estimate + 1)
-    assert step > 0
+    # TF1 multiplies beta2_power by float32(0.999) once per step, starting from 0.999
+    assert step == round(math.log(beta2_power) / math.log(float(np.float32(0.999)))) - 1
     # provenance.json: 3000 meta-iterations x meta-batch 5 x 5 inner iterations
-    assert abs(step - 3000 * 5 * 5) <= 1
+    assert step == 3000 * 5 * 5
 
 
-@pytest.mark.xfail(strict=True, reason='package bug: checkpoint._inner_steps divides by log(0.999) in float64, '
-                   'but TF1 multiplied beta2_power by float32(0.999) = 0.99900001: off by one (74999)')
 def test_originals_step_count_is_recovered_exactly(original_ckpt):
     """The original took 3000 x 5 x 5 = 75000 inner steps; float32(0.999)^75001 is exactly
     its beta2_power, so the recovered step count must be exactly 75000."""
@@ -448,8 +443,6 @@ def test_originals_step_count_is_recovered_exactly(original_ckpt):
     assert int(algo.optimizer_state['step']) == 75000
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="package bug: checkpoint._inner_steps reads algo.optimizer.beta2, which SGD lacks")
 def test_originals_checkpoint_loads_into_an_sgd_model(original_ckpt):
     """An SGD model (--sgd) takes the original's weights; it has no slots to fill."""
     algo = make_algo(optimizer=SGD(1e-3))
@@ -483,9 +476,6 @@ EXPECTED_VARIABLES = {  # name: (shape, dtype) as the original's graph defines t
     'batch_normalization_1/gamma/Adam': ([64], tf.float32), 'dense/kernel': ([256, 5], tf.float32),
     'dense/bias/Adam_1': ([5], tf.float32), 'beta2_power': ([], tf.float32),
 }
-BETA1_POWER_XFAIL = pytest.mark.xfail(
-    strict=True, reason='package bug: we write beta1_power as float32, the original (AdamOptimizer(beta1=0), '
-    'an int) has an int32 beta1_power, so its Saver fails: "expected dtype int32 does not equal original dtype float"')
 
 TF1_RESTORE = textwrap.dedent('''
     """Restore our checkpoint as the original's script does: a TF1 graph and tf.train.Saver.
@@ -518,9 +508,11 @@ TF1_RESTORE = textwrap.dedent('''
 
     outcome = {}
     with tf.Graph().as_default():
-        variables = {name: tf.compat.v1.get_variable(name, shape=expected[name].shape, dtype=expected[name].dtype,
-                                                     initializer=tf.compat.v1.zeros_initializer())
-                     for name in expected.files if name != 'beta1_power'}
+        # as in the original's graph, beta1_power is int32 (it passed AdamOptimizer(beta1=0))
+        variables = {name: tf.compat.v1.get_variable(
+                         name, shape=expected[name].shape, initializer=tf.compat.v1.zeros_initializer(),
+                         dtype=tf.int32 if name == 'beta1_power' else expected[name].dtype)
+                     for name in expected.files}
         assert all(v.op.name == name for name, v in variables.items())
         outcome['emulated'] = restore(tf.compat.v1.train.Saver(var_list=variables), variables)
     if meta:
@@ -594,7 +586,6 @@ def test_our_checkpoint_has_the_originals_variable_names_and_shapes(original_ckp
     assert _variables(ck, dtypes=False) == _variables(original_ckpt, dtypes=False)
 
 
-@BETA1_POWER_XFAIL
 def test_our_checkpoint_has_the_originals_variable_dtypes(original_ckpt, tmp_path):
     """... and the same dtypes, or the original's Saver refuses the tensor."""
     ck = tmp_path / 'ck'
@@ -605,11 +596,10 @@ def test_our_checkpoint_has_the_originals_variable_dtypes(original_ckpt, tmp_pat
 def test_tf1_saver_restores_our_checkpoint(tf1_restore):
     """A TF1 graph (tf.compat.v1, graph mode) with get_variable under the original's names
     restores our latest checkpoint with tf.compat.v1.train.Saver(var_list=...): every
-    trainable weight, BN moving statistic, Adam slot and beta2_power gets our value."""
-    assert tf1_restore['emulated'] == f'restored {tf1_restore["count"] - 1} variables, wrong: []'
+    trainable weight, BN moving statistic, Adam slot and beta power gets our value."""
+    assert tf1_restore['emulated'] == f'restored {tf1_restore["count"]} variables, wrong: []'
 
 
-@BETA1_POWER_XFAIL
 def test_originals_own_saver_restores_our_checkpoint(original_ckpt, tf1_restore):
     """The original's graph and Saver, imported from its model.ckpt-2999.meta, restore our
     checkpoint: every global variable gets our value."""
@@ -645,14 +635,7 @@ def _break(kind, ck, algo):
 
 @pytest.mark.parametrize('kind', [
     'checkpoint_file_names_a_missing_bundle', 'truncated_index', 'empty_folder', 'missing_folder',
-    pytest.param('truncated_data', marks=pytest.mark.xfail(
-        strict=True, raises=IndexError,
-        reason='package bug: checkpoint.load only guards tf.train.load_checkpoint, not reader.get_tensor '
-               '("Read less bytes than requested")')),
-    pytest.param('empty_checkpoint_file', marks=pytest.mark.xfail(
-        strict=True, raises=ValueError,
-        reason='package bug: checkpoint.latest lets tf.train.latest_checkpoint\'s ValueError '
-               '("Invalid checkpoint state loaded from ...") through')),
+    'truncated_data', 'empty_checkpoint_file',
 ])
 def test_unreadable_checkpoint_is_a_one_line_input_error(kind, tmp_path):
     """A checkpoint that cannot be read ends in InputError with a one-line message naming
@@ -768,7 +751,7 @@ def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(cli_runs):
     resumed = read_all(str(resumed_ck / f'model.ckpt-{FINAL_ITERATION}'))
     assert sorted(resumed) == sorted(reference)
     floats = [n for n, v in reference.items() if np.issubdtype(np.asarray(v).dtype, np.floating)]
-    assert len(floats) == 26 + 18 * 2 + 2, floats  # weights, Adam slots, beta powers
+    assert len(floats) == 26 + 18 * 2 + 1, floats  # weights, Adam slots, beta2_power (beta1_power: int32)
     worst = max(float(np.max(np.abs(resumed[n] - reference[n]), initial=0)) for n in floats)
     assert worst <= 1e-6, (worst, story)
     for name in set(reference) - set(floats):  # step count, meta-iteration, random state

@@ -223,7 +223,7 @@ def shown_probs(driver, before):
     return [float(bar.get_attribute('data-prob')) for bar in driver.find_elements('css selector', '.bar')]
 
 
-def test_browser_end_to_end(server, browser, tmp_path):
+def test_browser_end_to_end(browser, server, tmp_path):
     """Draw three classes and, in turn, a copy of each as the query: the bar chart shows
     probabilities summing to 1 with the copied class on top."""
     browser.get('http://%s:%d/' % server)
