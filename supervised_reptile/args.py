@@ -20,8 +20,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def argument_parser(data_dir):
-    """The original's flags, plus --data-dir (default `data_dir`)."""
+def argument_parser(data_dir, omniglot=False):
+    """The original's flags, plus --data-dir (default `data_dir`), --resume and, for
+    Omniglot, --train-chars."""
     parser = _Parser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--pretrained', help='evaluate a pre-trained model', action='store_true', default=False)
     parser.add_argument('--seed', help='random seed', default=0, type=int)
@@ -50,6 +51,8 @@ def argument_parser(data_dir):
     parser.add_argument('--data-dir', help='data set folder (see fetch_data.sh)', default=data_dir)
     parser.add_argument('--resume', action='store_true',
                         help='continue training from the latest checkpoint in --checkpoint, if any')
+    if omniglot:
+        parser.add_argument('--train-chars', help='characters in the training split', default=1200, type=int)
     return parser
 
 
@@ -57,8 +60,8 @@ def parse(parser, argv=None):
     """Parse and check flags; impossible values exit with status 2 and a one-line reason."""
     args = parser.parse_args(argv)
     positive = ['classes', 'shots', 'inner_batch', 'inner_iters', 'meta_batch', 'meta_iters',
-                'eval_batch', 'eval_iters', 'eval_samples', 'eval_interval']
-    for name in positive:
+                'eval_batch', 'eval_iters', 'eval_samples', 'eval_interval', 'train_chars']
+    for name in (n for n in positive if hasattr(args, n)):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1, got {getattr(args, name)}')
     if args.resume and args.pretrained:

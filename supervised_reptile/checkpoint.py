@@ -135,11 +135,16 @@ def _reader(prefix):
 
 def load(path, algo):
     """Restore weights and optimizer state from a bundle prefix or the latest checkpoint in a
-    folder (ours or the original's); returns the prefix."""
+    folder (ours or the original's); returns the prefix. A checkpoint without any optimizer
+    state leaves the optimizer fresh."""
     prefix = path if tf.io.gfile.exists(f'{path}.index') else latest(path)
     reader = _reader(prefix)
     shapes = reader.get_variable_to_shape_map()
     targets = state_tensors(algo)
+    weights = set(original_names(algo.model))
+    if not any(name in shapes for name in targets if name not in weights):
+        # weights only (e.g. exported from the web demo): the optimizer starts fresh
+        targets = {name: target for name, target in targets.items() if name in weights}
     for name, target in targets.items():
         if name not in shapes:
             raise InputError(f'checkpoint {prefix} has no {name}: it was written for another model '

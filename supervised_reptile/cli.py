@@ -12,6 +12,7 @@ from .errors import InputError
 from .eval import accuracy_line, evaluate
 from .models import MODELS
 from .train import train
+from . import miniimagenet, omniglot
 
 
 def guarded(main):
@@ -21,6 +22,17 @@ def guarded(main):
     except InputError as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(2)
+
+
+def read_splits(dataset, args):
+    """{split name: classes} as the original's scripts build them: Omniglot characters split
+    with `random.seed(args.seed)` (training characters augmented with rotations), or
+    Mini-ImageNet's train/val/test folders."""
+    random.seed(args.seed)
+    if dataset == 'miniimagenet':
+        return dict(zip(('train', 'val', 'test'), miniimagenet.read_dataset(args.data_dir)))
+    train_set, test_set = omniglot.split_dataset(omniglot.read_dataset(args.data_dir), args.train_chars)
+    return {'train': list(omniglot.augment_dataset(train_set)), 'test': test_set}
 
 
 def run_experiment(args, dataset, train_set, eval_sets):

@@ -50,10 +50,11 @@ def check_drawing(drawing, name='drawing'):
         total += len(stroke)
         if total > MAX_POINTS:
             raise InputError(f'{name} has more than {MAX_POINTS} points')
-        strokes.append(_points(stroke))
-        if strokes[-1] is None:
+        points = _points(stroke)
+        if points is None:
             raise InputError(f'{name} has a point that is not a pair of numbers [x, y] '
                              f'within +-{MAX_COORDINATE:g}')
+        strokes.append(points)
     return strokes
 
 

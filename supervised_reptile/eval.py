@@ -30,15 +30,31 @@ def evaluate(algo, dataset, num_classes=5, num_shots=5, eval_inner_batch_size=5,
     Tasks are sampled in order, exactly as the original samples them one by one, and then
     fine-tuned `EPISODES_PER_CALL` at a time: episodes are independent, so this is exact.
     """
+    return evaluate_paired([algo], dataset, num_classes, num_shots, eval_inner_batch_size, eval_inner_iters,
+                           replacement, num_samples)[0]
+
+
+def evaluate_paired(algos, dataset, num_classes, num_shots, eval_inner_batch_size, eval_inner_iters,
+                    replacement, num_samples):
+    """`evaluate` for several models on exactly the same tasks and inner mini-batches:
+    one list of per-task correct counts per model."""
     progress = keras.utils.Progbar(num_samples, verbose=1 if sys.stdout.isatty() else 0)
-    results = []
-    while len(results) < num_samples:
+    results = [[] for _ in algos]
+    while len(results[0]) < num_samples:
         episodes = [sample_episode(dataset, num_classes, num_shots, eval_inner_batch_size, eval_inner_iters,
-                                   replacement) for _ in range(min(EPISODES_PER_CALL, num_samples - len(results)))]
-        logits = algo.evaluate([episode[:3] for episode in episodes])
-        results += [int(np.sum(np.argmax(l, axis=-1) == episode[3])) for l, episode in zip(logits, episodes)]
-        progress.update(len(results))
+                                   replacement) for _ in range(min(EPISODES_PER_CALL, num_samples - len(results[0])))]
+        for algo, counts in zip(algos, results):
+            logits = algo.evaluate([episode[:3] for episode in episodes])
+            counts += [int(np.sum(np.argmax(l, axis=-1) == episode[3])) for l, episode in zip(logits, episodes)]
+        progress.update(len(results[0]))
     return results
+
+
+def mean_and_ci(values):
+    """Mean and the half-width of its 95% confidence interval (normal approximation)."""
+    values = np.asarray(values, dtype=np.float64)
+    half_width = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float('nan')
+    return values.mean(), half_width
 
 
 def accuracy_line(name, correct_per_task, num_classes):
@@ -47,8 +63,7 @@ def accuracy_line(name, correct_per_task, num_classes):
     The mean is printed as the original prints it; the interval is the normal
     approximation over per-task accuracies.
     """
-    accuracies = np.array(correct_per_task) / num_classes
-    n = len(accuracies)
-    half_width = 1.96 * accuracies.std(ddof=1) / math.sqrt(n) if n > 1 else float('nan')
+    _, half_width = mean_and_ci(np.array(correct_per_task) / num_classes)
+    n = len(correct_per_task)
     mean = sum(correct_per_task) / (num_classes * n)
     return f'{name} accuracy: {mean} ± {half_width:.4f} (95% CI, {n} tasks)'

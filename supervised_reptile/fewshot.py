@@ -91,7 +91,8 @@ def read_drawings(algo, path):
     if not isinstance(paths, list):
         raise InputError(f'{path} holds no list of drawings: expected {{"paths": [drawing, ...]}}')
     size = algo.model.input_shape[1]
-    return np.stack([drawing.rasterize(d, size, f'drawing {i + 1}') for i, d in enumerate(paths)]) if paths else np.zeros((0, size, size))
+    images = [drawing.rasterize(d, size, f'drawing {i + 1}') for i, d in enumerate(paths)]
+    return np.stack(images) if images else np.zeros((0, size, size), np.float32)
 
 
 def save_stack(path, stack):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from supervised_reptile import demo
+from supervised_reptile import demo, drawing
 from supervised_reptile.cli import guarded
 
 CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
@@ -99,7 +99,7 @@ def test_response_time(server):
     (json.dumps({'drawings': 'abc'}).encode(), 'send 4 drawings'),
     (json.dumps({'drawings': SHAPES + [[]]}).encode(), 'the query is empty'),
     (json.dumps({'drawings': [[[]]] + SHAPES}).encode(), 'class 1'),
-    (json.dumps({'drawings': SHAPES + [[[[0.5, 0.5]] * 2001]]}).encode(), 'points'),
+    (json.dumps({'drawings': SHAPES + [[[[0.5, 0.5]] * (drawing.MAX_POINTS + 1)]]}).encode(), 'points'),
     (json.dumps({'drawings': SHAPES + [[[['x', 0]]]]}).encode(), 'pair of numbers'),
     (b' ' * (demo.MAX_BODY + 1), 'limit'),
 ])

@@ -1,0 +1,57 @@
+"""Paired comparison of stored models on exactly the same tasks.
+
+    python -m supervised_reptile.compare CKPT_A CKPT_B [...] [evaluation flags]
+
+Every model (any format `checkpoint.load_pretrained` reads: ours, the original's, the web
+demo's when the task shape fits) is fine-tuned on the same sampled tasks with the same
+inner mini-batches, so per-task differences measure the models, not the sampling. Prints
+each model's accuracy with its 95% confidence interval, then every paired difference with
+its 95% confidence interval (normal approximation over per-task differences).
+"""
+
+import itertools
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+
+from . import checkpoint  # noqa: E402
+from .args import argument_parser, check_split, evaluate_kwargs, parse  # noqa: E402
+from .cli import guarded, read_splits  # noqa: E402
+from .eval import accuracy_line, evaluate_paired, mean_and_ci  # noqa: E402
+
+
+def main(argv=None):
+    """Parse flags, evaluate every model on the same tasks, print accuracies and differences."""
+    parser = argument_parser('data/omniglot', omniglot=True)
+    parser.description = __doc__.split('\n\n')[0]
+    parser.add_argument('checkpoints', nargs='+', help='checkpoint folders/prefixes or web-demo .npz files')
+    parser.add_argument('--dataset', choices=('omniglot', 'miniimagenet'), default='omniglot')
+    parser.add_argument('--split', default='test', help='split to evaluate on: train, val (Mini-ImageNet) or test')
+    args = parse(parser, argv)
+    if args.dataset == 'miniimagenet' and args.data_dir == 'data/omniglot':
+        args.data_dir = 'data/miniimagenet'
+    splits = read_splits(args.dataset, args)
+    if args.split not in splits:
+        parser.error(f'--split must be one of {", ".join(splits)} for {args.dataset}')
+    check_split(splits[args.split], args.split, args.classes, args.shots + 1)
+    algos = []
+    for path in args.checkpoints:
+        algo = checkpoint.load_pretrained(path, args.learning_rate, args.sgd, args.transductive, args.weight_decay)
+        checkpoint.check_model(algo, args.dataset, args.classes)
+        algos.append(algo)
+    kwargs = evaluate_kwargs(args)
+    results = evaluate_paired(algos, splits[args.split], kwargs.pop('num_classes'), kwargs.pop('num_shots'),
+                              **kwargs)
+    for path, correct in zip(args.checkpoints, results):
+        print(accuracy_line(path, correct, args.classes))
+    for (i, a), (j, b) in itertools.combinations(enumerate(results), 2):
+        mean, half_width = mean_and_ci((np.array(b) - np.array(a)) / args.classes)
+        print(f'{args.checkpoints[j]} - {args.checkpoints[i]}: {mean:+.4f} ± {half_width:.4f} '
+              f'(95% CI of the paired difference, {len(a)} tasks)')
+
+
+if __name__ == '__main__':
+    guarded(lambda: main(sys.argv[1:]))

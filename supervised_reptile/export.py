@@ -1,0 +1,44 @@
+"""Export a stored model for other tools.
+
+    python -m supervised_reptile.export CHECKPOINT --tf1 OUT_DIR
+    python -m supervised_reptile.export CHECKPOINT --keras OUT.keras
+
+`--tf1` writes a TF1 checkpoint folder with the original's variable names (what
+`tf.train.Saver().restore` in the original's scripts reads); `--keras` writes the Keras
+model for inference. Call that model with `training=True`: like the original, it must
+normalize with the statistics of the batch it is given (its moving averages are never
+trained).
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from . import checkpoint  # noqa: E402
+from .cli import guarded  # noqa: E402
+from .errors import InputError  # noqa: E402
+
+
+def main(argv=None):
+    """Load any stored model and write it in the requested formats."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('checkpoint', help='checkpoint folder or prefix, or web-demo .npz')
+    parser.add_argument('--tf1', metavar='OUT_DIR', help='write a TF1 checkpoint folder (original names)')
+    parser.add_argument('--keras', metavar='OUT.keras', help='write a Keras model file')
+    args = parser.parse_args(argv)
+    if not (args.tf1 or args.keras):
+        parser.error('nothing to do: give --tf1 OUT_DIR and/or --keras OUT.keras')
+    if args.keras and not args.keras.endswith('.keras'):
+        raise InputError(f'--keras {args.keras}: the file name must end in .keras')
+    algo = checkpoint.load_pretrained(args.checkpoint)
+    if args.tf1:
+        print(checkpoint.save(args.tf1, 0, algo))
+    if args.keras:
+        algo.model.save(args.keras)
+        print(args.keras)
+
+
+if __name__ == '__main__':
+    guarded(lambda: main(sys.argv[1:]))
