@@ -120,8 +120,8 @@ def latest(directory):
     except ValueError:  # an empty or garbled `checkpoint` file
         prefix = None
     if prefix is None:
-        raise InputError(f'no checkpoint in {directory}: train first, or pass --checkpoint with a '
-                         'folder holding a "checkpoint" file and model.ckpt-N files')
+        raise InputError(f'no checkpoint in {directory}: train first, or name a folder holding a '
+                         '"checkpoint" file and model.ckpt-N files (or a web-demo .npz)')
     return prefix
 
 
