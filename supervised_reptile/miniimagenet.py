@@ -1,12 +1,12 @@
 """Reading Mini-ImageNet: `train/`, `val/` and `test/` folders of WordNet-id folders of JPEGs."""
 
 import os
-import random
 
 import numpy as np
 from PIL import Image
 
 from .errors import InputError
+from .imageclass import ImageClass
 
 SPLITS = ('train', 'val', 'test')
 
@@ -29,30 +29,15 @@ def _read_classes(dir_path):
     return classes
 
 
-class ImageNetClass:
-    """One Mini-ImageNet class: 84x84x3 float32 images in [0, 1], decoded once and cached."""
+class ImageNetClass(ImageClass):
+    """One Mini-ImageNet class: 84x84x3 float32 images in [0, 1]."""
+    suffix = '.JPEG'
 
-    def __init__(self, dir_path):
-        self.dir_path = dir_path
-        self._names = sorted(f for f in os.listdir(dir_path) if f.endswith('.JPEG'))
-        self._cache = {}
+    def _decode(self, path):
+        return read_image(path)
 
-    def __len__(self):
-        return len(self._names)
-
-    def sample(self, num_images):
-        """`num_images` distinct random images of this class."""
-        if num_images > len(self._names):
-            raise InputError(f'{self.dir_path} has {len(self._names)} images but {num_images} are needed '
-                             'per class: lower --shots/--train-shots or add images')
-        names = list(self._names)
-        random.shuffle(names)
-        return [self._read_image(name).astype(np.float32) / 0xff for name in names[:num_images]]
-
-    def _read_image(self, name):
-        if name not in self._cache:
-            self._cache[name] = read_image(os.path.join(self.dir_path, name))
-        return self._cache[name]
+    def _present(self, image):
+        return image.astype(np.float32) / 0xff
 
 
 def read_image(path):

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputError
+from .imageclass import ImageClass
 
 
 def read_dataset(data_dir):
@@ -51,33 +52,20 @@ def augment_dataset(dataset):
             yield rotated
 
 
-class Character:
+class Character(ImageClass):
     """One Omniglot character (optionally rotated): a class of 28x28 float32 images,
-    1.0 for background and 0.0 for ink, decoded once and cached."""
+    1.0 for background and 0.0 for ink. Rotated copies share the cache of decoded images."""
+    suffix = '.png'
 
     def __init__(self, dir_path, rotation=0):
-        self.dir_path = dir_path
+        super().__init__(dir_path)
         self.rotation = rotation
-        self._names = sorted(f for f in os.listdir(dir_path) if f.endswith('.png'))
-        self._cache = {}
 
-    def __len__(self):
-        return len(self._names)
+    def _decode(self, path):
+        return read_image(path)
 
-    def sample(self, num_images):
-        """`num_images` distinct random drawings of this character."""
-        if num_images > len(self._names):
-            raise InputError(f'{self.dir_path} has {len(self._names)} images but {num_images} are needed '
-                             'per class: lower --shots/--train-shots or add images')
-        names = list(self._names)  # sorted first: the original used directory order
-        random.shuffle(names)
-        return [np.rot90(self._read_image(name), self.rotation // 90).astype(np.float32)
-                for name in names[:num_images]]
-
-    def _read_image(self, name):
-        if name not in self._cache:
-            self._cache[name] = read_image(os.path.join(self.dir_path, name))
-        return self._cache[name]
+    def _present(self, image):
+        return np.rot90(image, self.rotation // 90).astype(np.float32)
 
 
 def read_image(path, binarize=False):

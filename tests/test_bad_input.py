@@ -88,7 +88,7 @@ CASES = [
     Case('pretrained_empty_checkpoint_dir', 'omniglot',
          lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--pretrained',
                     '--checkpoint', d['empty'], *TINY_EVAL],
-         lambda d: ['no checkpoint in', str(d['empty']), '--checkpoint']),
+         lambda d: ['no checkpoint in', str(d['empty']), '"checkpoint" file']),
     Case('pretrained_checkpoint_file_without_bundle', 'omniglot',
          lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--pretrained',
                     '--checkpoint', d['ckpt_dangling'], *TINY_EVAL],

@@ -7,7 +7,6 @@ ILSVRC2012_img_train.tar generated with the real layout (per-class tars inside o
 
 import io
 import os
-import pathlib
 import shutil
 import signal
 import subprocess

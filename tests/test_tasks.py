@@ -6,7 +6,6 @@ sample_mini_dataset / mini_batches / split_train_test must give identical output
 `random` in the identical state, so a seed reproduces the original's whole run.
 """
 
-import itertools
 import random
 
 import numpy as np

@@ -1,0 +1,46 @@
+"""A class of images in one folder: what the data set readers have in common."""
+
+import os
+import random
+
+from .errors import InputError
+
+
+class ImageClass:
+    """The images with a given suffix in `dir_path`, decoded once (as uint8) and cached.
+
+    `sample` consumes `random` as the original's classes did: shuffle the file list, take
+    the first n. The list is sorted first (the original used directory order, which
+    differs between file systems). Subclasses say how to decode and how to present.
+    """
+    suffix = None
+
+    def __init__(self, dir_path):
+        self.dir_path = dir_path
+        self._names = sorted(f for f in os.listdir(dir_path) if f.endswith(self.suffix))
+        self._cache = {}
+
+    def __len__(self):
+        return len(self._names)
+
+    def sample(self, num_images):
+        """`num_images` distinct random images of this class, as float32 arrays."""
+        if num_images > len(self._names):
+            raise InputError(f'{self.dir_path} has {len(self._names)} images but {num_images} are needed '
+                             'per class: lower --shots/--train-shots or add images')
+        names = list(self._names)
+        random.shuffle(names)
+        return [self._present(self._cached(name)) for name in names[:num_images]]
+
+    def _cached(self, name):
+        if name not in self._cache:
+            self._cache[name] = self._decode(os.path.join(self.dir_path, name))
+        return self._cache[name]
+
+    def _decode(self, path):
+        """The stored (uint8) form of one image file."""
+        raise NotImplementedError
+
+    def _present(self, image):
+        """The float32 image a task gets from the stored form."""
+        raise NotImplementedError
