@@ -114,14 +114,23 @@ def _write_state_file(directory, names):
 
 
 def latest(directory):
-    """Path prefix of the latest checkpoint in `directory`."""
+    """Path prefix of the latest checkpoint in `directory`, which must exist."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel('FATAL')  # TF logs its own lines about missing files; ours says it all
     try:
-        prefix = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+        state = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
     except ValueError:  # an empty or garbled `checkpoint` file
-        prefix = None
-    if prefix is None:
+        state = None
+    finally:
+        logger.setLevel(level)
+    if state is None or not state.model_checkpoint_path:
         raise InputError(f'no checkpoint in {directory}: train first, or name a folder holding a '
                          '"checkpoint" file and model.ckpt-N files (or a web-demo .npz)')
+    prefix = state.model_checkpoint_path
+    if not tf.io.gfile.exists(f'{prefix}.index'):
+        raise InputError(f'{directory}/checkpoint points to {os.path.basename(prefix)}, whose files are missing: '
+                         'restore them, or edit the "checkpoint" file to name an earlier model.ckpt-N')
     return prefix
 
 

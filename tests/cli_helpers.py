@@ -93,9 +93,12 @@ def fake_miniimagenet(dest, classes=(6, 5, 5), images=4, size=(100, 90), distinc
     return dest
 
 
-def run_parallel(jobs, workers=2):
+WORKERS = max(2, min(4, os.cpu_count() or 2))  # CLI runs at once: each is CPU-bound
+
+
+def run_parallel(jobs, workers=WORKERS):
     """Run the zero-argument callables `jobs` (a {key: callable}) `workers` at a time;
-    returns {key: result}. Subprocess runs are mostly waiting, so threads suffice."""
+    returns {key: result}. The threads only wait for subprocesses."""
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {key: pool.submit(job) for key, job in jobs.items()}

@@ -282,7 +282,7 @@ def test_readme_lists_eighteen_commands():
 def test_every_readme_command_starts(readme_dir):
     scripts = readme_scripts()
     # The slowest (Mini-ImageNet 5-shot: 88 evaluation steps of 15 images) goes first so
-    # that the two workers finish together.
+    # that the workers finish together.
     order = sorted(range(len(scripts)), key=lambda i: '--eval-iters 88' not in scripts[i])
     logs = readme_dir / 'logs'
     logs.mkdir()
