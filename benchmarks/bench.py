@@ -115,9 +115,9 @@ def bench_training(name, impl, repeats):
         algo = Naive(model)
         step = lambda: algo.train_step(tasks, 0.5)
     else:
-        algo = Reptile(model, Adam(1e-3))
+        algo = Reptile(model, Adam(1e-3), compute_dtype='bfloat16' if impl.endswith('bf16') else None)
         task_batches = [list(zip(xs, ys)) for xs, ys in tasks]
-        step = lambda: algo.train_step(task_batches, 0.5, parallel=impl == 'parallel')
+        step = lambda: algo.train_step(task_batches, 0.5, parallel=impl.startswith('parallel'))
     seconds = _time(step, repeats)
     flops = 3 * forward_flops(model) * batch * iters * meta_batch
     return {'name': name, 'impl': impl, 'unit': 'meta_iter', 'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
@@ -134,7 +134,8 @@ def bench_eval(name, impl, repeats):
         algo = Naive(model, transductive=transductive)
         run = lambda: algo.evaluate(episodes)
     else:
-        algo = Reptile(model, Adam(1e-3), transductive=transductive)
+        algo = Reptile(model, Adam(1e-3), transductive=transductive,
+                       compute_dtype='bfloat16' if impl.endswith('bf16') else None)
         ours = [(list(zip(xs, ys)), support, query) for xs, ys, support, query in episodes]
         run = lambda: algo.evaluate(ours)
     seconds = _time(run, repeats) / EVAL_EPISODES
@@ -159,8 +160,9 @@ def main():
     parser.add_argument('--only', default='', help='run only settings whose name starts with this')
     args = parser.parse_args()
     repeats = 1 if args.quick else 5
-    plan = [(bench_training, name, impl) for name in TRAIN_SETTINGS for impl in ('naive', 'exact', 'parallel')]
-    plan += [(bench_eval, name, impl) for name in EVAL_SETTINGS for impl in ('naive', 'batched')]
+    plan = [(bench_training, name, impl) for name in TRAIN_SETTINGS
+            for impl in ('naive', 'exact', 'parallel', 'exact-bf16', 'parallel-bf16')]
+    plan += [(bench_eval, name, impl) for name in EVAL_SETTINGS for impl in ('naive', 'batched', 'batched-bf16')]
     results = []
     for fn, name, impl in plan:
         if not name.startswith(args.only):

@@ -51,6 +51,11 @@ def argument_parser(data_dir, omniglot=False):
     parser.add_argument('--data-dir', help='data set folder (see fetch_data.sh)', default=data_dir)
     parser.add_argument('--resume', action='store_true',
                         help='continue training from the latest checkpoint in --checkpoint, if any')
+    parser.add_argument('--parallel-tasks', action='store_true',
+                        help='run the tasks of a meta-batch at once, each from the same optimizer state '
+                             '(faster; not the original\'s sequential semantics, see README)')
+    parser.add_argument('--precision', choices=('float32', 'bfloat16'), default='float32',
+                        help='precision of the network\'s computations (weights stay float32)')
     if omniglot:
         parser.add_argument('--train-chars', help='characters in the training split', default=1200, type=int)
     return parser
@@ -89,7 +94,8 @@ def parse(parser, argv=None):
 def algorithm(args, model):
     """The Reptile or FOML instance the flags ask for."""
     optimizer = SGD(args.learning_rate) if args.sgd else Adam(args.learning_rate)
-    kwargs = dict(transductive=args.transductive, weight_decay_rate=args.weight_decay)
+    kwargs = dict(transductive=args.transductive, weight_decay_rate=args.weight_decay,
+                  compute_dtype=args.precision)
     if args.foml:
         return FOML(model, optimizer, tail_shots=args.foml_tail, **kwargs)
     return Reptile(model, optimizer, **kwargs)
@@ -111,6 +117,7 @@ def train_kwargs(args):
         'eval_inner_batch_size': args.eval_batch,
         'eval_inner_iters': args.eval_iters,
         'eval_interval': args.eval_interval,
+        'parallel_tasks': args.parallel_tasks,
     }
 
 

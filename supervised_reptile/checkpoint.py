@@ -199,7 +199,8 @@ def _inner_steps(reader, shapes, algo):
     return 0
 
 
-def load_pretrained(path, learning_rate=1e-3, sgd=False, transductive=False, weight_decay_rate=1.0):
+def load_pretrained(path, learning_rate=1e-3, sgd=False, transductive=False, weight_decay_rate=1.0,
+                    compute_dtype=None):
     """A Reptile instance holding the model stored at `path`, ready to evaluate.
 
     `path` is a checkpoint folder or bundle prefix (ours or the original's: Adam, or SGD
@@ -207,7 +208,7 @@ def load_pretrained(path, learning_rate=1e-3, sgd=False, transductive=False, wei
     The model's `name` is its data set ('omniglot' or 'miniimagenet').
     """
     if str(path).endswith('.npz'):
-        return _load_webdemo(path, transductive, weight_decay_rate)
+        return _load_webdemo(path, transductive, weight_decay_rate, compute_dtype)
     prefix = path if tf.io.gfile.exists(f'{path}.index') else latest(path)
     shapes = _reader(prefix).get_variable_to_shape_map()
     if 'conv2d/kernel' not in shapes or 'dense/bias' not in shapes:
@@ -216,7 +217,8 @@ def load_pretrained(path, learning_rate=1e-3, sgd=False, transductive=False, wei
     model = MODELS['miniimagenet' if in_channels == 3 else 'omniglot'](
         shapes['dense/bias'][0], filters=filters, conv_bias='conv2d/bias' in shapes)
     optimizer = SGD(learning_rate) if sgd else Adam(learning_rate)
-    algo = Reptile(model, optimizer, transductive=transductive, weight_decay_rate=weight_decay_rate)
+    algo = Reptile(model, optimizer, transductive=transductive, weight_decay_rate=weight_decay_rate,
+                   compute_dtype=compute_dtype)
     load(prefix, algo)
     return algo
 
@@ -229,7 +231,7 @@ def check_model(algo, dataset, num_classes):
                          f'{num_classes}-way {dataset} one: pass --classes {classes} or another checkpoint')
 
 
-def _load_webdemo(path, transductive, weight_decay_rate):
+def _load_webdemo(path, transductive, weight_decay_rate, compute_dtype):
     """The web demo's parameters (`conv{0..3}/{kernel,gamma,beta}`, `dense/{kernel,bias}`,
     each with `<key>/adam_v`): an Omniglot model without conv biases."""
     try:
@@ -244,4 +246,4 @@ def _load_webdemo(path, transductive, weight_decay_rate):
     for var, value in zip(model.trainable_variables, values):
         var.assign(value)
     return Reptile(model, Preconditioned(second_moments), transductive=transductive,
-                   weight_decay_rate=weight_decay_rate)
+                   weight_decay_rate=weight_decay_rate, compute_dtype=compute_dtype)

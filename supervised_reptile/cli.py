@@ -44,7 +44,7 @@ def run_experiment(args, dataset, train_set, eval_sets):
     if args.pretrained:
         print('Restoring from checkpoint...')
         algo = _without_touching_random(checkpoint.load_pretrained, args.checkpoint, args.learning_rate, args.sgd,
-                                        args.transductive, args.weight_decay)
+                                        args.transductive, args.weight_decay, args.precision)
         checkpoint.check_model(algo, dataset, args.classes)
     else:
         check_split(train_set, 'training', args.classes, args.train_shots or args.shots)

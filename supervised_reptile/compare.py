@@ -39,7 +39,8 @@ def main(argv=None):
     check_split(splits[args.split], args.split, args.classes, args.shots + 1)
     algos = []
     for path in args.checkpoints:
-        algo = checkpoint.load_pretrained(path, args.learning_rate, args.sgd, args.transductive, args.weight_decay)
+        algo = checkpoint.load_pretrained(path, args.learning_rate, args.sgd, args.transductive, args.weight_decay,
+                                          args.precision)
         checkpoint.check_model(algo, args.dataset, args.classes)
         algos.append(algo)
     kwargs = evaluate_kwargs(args)

@@ -80,8 +80,12 @@ def apply(model, params, inputs):
             out = tf.reshape(tf.transpose(out, [3, 0, 1, 2, 4]), [groups, sub_batches * batch, -1])
         elif isinstance(layer, keras.layers.Dense):
             out = tf.matmul(out, next(params)) + next(params)[:, None]
-        else:  # ReLU, MaxPooling2D: per channel, so they act on every group at once
-            out = layer(out)
+        elif isinstance(layer, keras.layers.ReLU):
+            out = tf.nn.relu(out)
+        elif isinstance(layer, keras.layers.MaxPooling2D):  # per channel: every group at once
+            out = tf.nn.max_pool2d(out, layer.pool_size, layer.strides, layer.padding.upper())
+        else:
+            raise ValueError(f'apply() does not know layer {layer.name}')
     logits = tf.reshape(out, [groups, sub_batches, batch, -1])
     return logits[:, 0] if single else logits
 

@@ -23,13 +23,16 @@ from .tasks import mini_batches, split_train_test, to_arrays
 class Reptile:
     """Reptile on a Keras model with a functional inner optimizer (see `optimizers`)."""
 
-    def __init__(self, model, optimizer, transductive=False, weight_decay_rate=1.0):
+    def __init__(self, model, optimizer, transductive=False, weight_decay_rate=1.0, compute_dtype=None):
+        """`compute_dtype` (e.g. 'bfloat16') runs the network in lower precision; weights,
+        optimizer state and the loss stay in the variables' dtype."""
         self.model = model
         self.optimizer = optimizer
         self.transductive = transductive
         self.weight_decay_rate = weight_decay_rate
         self.variables = model.trainable_variables
         self.dtype = self.variables[0].dtype
+        self.compute_dtype = tf.as_dtype(compute_dtype or self.dtype)
         self.optimizer_state = tf.nest.map_structure(
             lambda t: tf.Variable(t, trainable=False), optimizer.init_state(self.variables))
 
@@ -101,12 +104,11 @@ class Reptile:
         params, state = self._snapshot(num_episodes)
         params, _ = self._inner_loop(params, state, xs, ys)
         query_x = tf.cast(query_x, self.dtype)
-        params = self._unflatten(params[0])
         if self.transductive:
-            return apply(self.model, params, query_x)
+            return self._logits(params, query_x)
         # One batch per query: the episode's support images followed by that query.
         support = tf.repeat(tf.cast(support_x, self.dtype)[:, None], num_queries, axis=1)
-        return apply(self.model, params, tf.concat([support, query_x[:, :, None]], axis=2))[:, :, -1]
+        return self._logits(params, tf.concat([support, query_x[:, :, None]], axis=2))[:, :, -1]
 
     def _snapshot(self, groups):
         """The weights and the optimizer state, repeated for `groups` groups.
@@ -138,6 +140,11 @@ class Reptile:
             else:
                 self.optimizer_state[key].assign(value)
 
+    def _logits(self, params, x):
+        """The network on `x` with flat weights `params`, computed in `compute_dtype`."""
+        weights = [tf.cast(w, self.compute_dtype) for w in self._unflatten(params[0])]
+        return tf.cast(apply(self.model, weights, tf.cast(x, self.compute_dtype)), self.dtype)
+
     def _inner_loop(self, params, state, xs, ys):
         """One inner step per batch of xs [num_batches, groups, batch, ...]."""
         for i in tf.range(tf.shape(xs)[0]):
@@ -151,7 +158,7 @@ class Reptile:
             params = [p * self.weight_decay_rate for p in params]
         with tf.GradientTape() as tape:
             tape.watch(params)
-            logits = apply(self.model, self._unflatten(params[0]), tf.cast(x, self.dtype))
+            logits = self._logits(params, x)
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
         return self.optimizer.apply(params, tape.gradient(loss, params), state)
 
