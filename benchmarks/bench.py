@@ -143,6 +143,14 @@ def bench_eval(name, impl, repeats):
     return {'name': name, 'impl': impl, 'unit': 'eval_task', 'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
 
 
+def peak_gflops(dtype):
+    """This machine's matrix-multiply rate in `dtype`: the yardstick for '% of peak'."""
+    a = tf.random.normal([2048, 2048], dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    return 2 * 2048 ** 3 / _time(lambda: matmul(a).numpy(), 5) / 1e9
+
+
 def _time(fn, repeats):
     """Median wall time of `fn` over `repeats` runs, after one warm-up (tracing) run."""
     fn()
@@ -171,17 +179,22 @@ def main():
         result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result), flush=True)
         results.append(result)
-    print_table(results)
+    peaks = {'float32': peak_gflops(tf.float32), 'bfloat16': peak_gflops(tf.bfloat16)}
+    print(json.dumps({'name': 'matmul_peak', 'unit': 'GFLOP/s', **peaks}), flush=True)
+    print_table(results, peaks)
 
 
-def print_table(results):
-    """Seconds per unit and speed-up over `naive` for each measurement."""
+def print_table(results, peaks):
+    """Seconds per unit, speed-up over `naive` and share of the matmul peak of each measurement."""
     naive = {r['name']: r['seconds_per_unit'] for r in results if r['impl'] == 'naive'}
-    print(f"\n{'name':34} {'impl':10} {'s/unit':>9} {'speed-up':>9} {'GFLOP/s':>8}", file=sys.stderr)
+    print(f"\n{'name':34} {'impl':14} {'s/unit':>9} {'speed-up':>9} {'GFLOP/s':>8} {'% peak':>7}", file=sys.stderr)
     for r in results:
         speedup = naive[r['name']] / r['seconds_per_unit'] if r['name'] in naive else float('nan')
-        print(f"{r['name']:34} {r['impl']:10} {r['seconds_per_unit']:9.4f} {speedup:8.2f}x {r['gflops']:8.1f}",
-              file=sys.stderr)
+        peak = peaks['bfloat16' if r['impl'].endswith('bf16') else 'float32']
+        print(f"{r['name']:34} {r['impl']:14} {r['seconds_per_unit']:9.4f} {speedup:8.2f}x {r['gflops']:8.1f} "
+              f"{100 * r['gflops'] / peak:6.1f}%", file=sys.stderr)
+    print(f"matmul peak here: {peaks['float32']:.0f} GFLOP/s float32, {peaks['bfloat16']:.0f} bfloat16",
+          file=sys.stderr)
 
 
 if __name__ == '__main__':
