@@ -54,6 +54,7 @@ def apply(model, params, inputs):
     The groups share one tensor [all batches, H, W, groups * channels] and run as one
     grouped convolution, so many small episodes cost one op per layer.
     """
+    inputs = tf.convert_to_tensor(inputs)
     groups = tf.shape(inputs)[0]
     single = inputs.shape.rank == len(model.input_shape) + 1
     if single:

@@ -6,9 +6,7 @@ import json
 import math
 import os
 import shutil
-import statistics
 import threading
-import time
 
 import pytest
 
@@ -78,16 +76,6 @@ def test_good_request(server):
     """Each class's own copy as the query is classified as that class."""
     for query in range(3):
         assert_good(server, query)
-
-
-def test_response_time(server):
-    """A 3-way answer (rasterize 4 drawings, fine-tune, classify) takes well under 300 ms."""
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        assert_good(server)
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.3, times
 
 
 @pytest.mark.parametrize('body, words', [
