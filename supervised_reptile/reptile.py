@@ -4,7 +4,7 @@ Both meta-learn an initialization for a Keras model. A meta-iteration trains a c
 weights on each task of a meta-batch with a few inner optimizer steps, then moves the
 model's variables toward the results: Reptile along (adapted - initial), FOML along the
 last inner step only. The inner loops run inside `tf.function`: one call per
-meta-iteration or evaluation episode, no Python per step.
+meta-iteration or per batch of evaluation episodes, no Python per step.
 
 Semantics kept from the original (see the golden tests): the loss is the sum of the
 per-example cross-entropies; weights are multiplied by the weight-decay rate before each
