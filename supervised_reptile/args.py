@@ -1,15 +1,14 @@
 """Command-line flags shared by run_omniglot.py and run_miniimagenet.py.
 
 Every flag of the original, with its name, default and meaning; new flags default to the
-original's behaviour. `parse` also rejects impossible combinations up front.
+original's behaviour. `parse` also rejects impossible combinations up front. Nothing here
+imports TensorFlow, so flag errors come back at once.
 """
 
 import argparse
 import sys
 
 from .errors import InputError
-from .optimizers import SGD, Adam
-from .reptile import FOML, Reptile
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,16 +88,6 @@ def parse(parser, argv=None):
                 parser.error(f'{flag} {batch} cannot be drawn with --replacement from {args.classes * shots} '
                              'samples per task: lower it or raise the shots')
     return args
-
-
-def algorithm(args, model):
-    """The Reptile or FOML instance the flags ask for."""
-    optimizer = SGD(args.learning_rate) if args.sgd else Adam(args.learning_rate)
-    kwargs = dict(transductive=args.transductive, weight_decay_rate=args.weight_decay,
-                  compute_dtype=args.precision)
-    if args.foml:
-        return FOML(model, optimizer, tail_shots=args.foml_tail, **kwargs)
-    return Reptile(model, optimizer, **kwargs)
 
 
 def train_kwargs(args):

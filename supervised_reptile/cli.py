@@ -1,27 +1,18 @@
-"""What run_omniglot.py and run_miniimagenet.py share: the train-or-restore-then-evaluate
-flow of the original's scripts, and turning bad input into exit status 2."""
+"""What run_omniglot.py and run_miniimagenet.py share: reading the splits and the
+train-or-restore-then-evaluate flow of the original's scripts."""
 
 import random
-import sys
 
 import keras
 
 from . import checkpoint
-from .args import algorithm, check_split, evaluate_kwargs, train_kwargs
-from .errors import InputError
+from .args import check_split, evaluate_kwargs, train_kwargs
 from .eval import accuracy_line, evaluate
-from .models import MODELS
-from .train import train
 from . import miniimagenet, omniglot
-
-
-def guarded(main):
-    """Run `main`; bad input ends with one line on stderr and exit status 2."""
-    try:
-        main()
-    except InputError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        sys.exit(2)
+from .models import MODELS
+from .optimizers import SGD, Adam
+from .reptile import FOML, Reptile
+from .train import train
 
 
 def read_splits(dataset, args):
@@ -56,6 +47,16 @@ def run_experiment(args, dataset, train_set, eval_sets):
     print('Evaluating...')
     for name, classes in eval_sets:
         print(accuracy_line(name, evaluate(algo, classes, **evaluate_kwargs(args)), args.classes))
+
+
+def algorithm(args, model):
+    """The Reptile or FOML instance the flags ask for."""
+    optimizer = SGD(args.learning_rate) if args.sgd else Adam(args.learning_rate)
+    kwargs = dict(transductive=args.transductive, weight_decay_rate=args.weight_decay,
+                  compute_dtype=args.precision)
+    if args.foml:
+        return FOML(model, optimizer, tail_shots=args.foml_tail, **kwargs)
+    return Reptile(model, optimizer, **kwargs)
 
 
 def _seeded_model(dataset, num_classes, seed):

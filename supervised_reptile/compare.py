@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 
 from . import checkpoint  # noqa: E402
 from .args import argument_parser, check_split, evaluate_kwargs, parse  # noqa: E402
-from .cli import guarded, read_splits  # noqa: E402
+from .cli import read_splits  # noqa: E402
+from .errors import guarded  # noqa: E402
 from .eval import accuracy_line, evaluate_paired, mean_and_ci  # noqa: E402
 
 

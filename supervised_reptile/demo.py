@@ -31,7 +31,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np  # noqa: E402
 
 from . import checkpoint, drawing, fewshot  # noqa: E402
-from .cli import guarded  # noqa: E402
+from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 
 MAX_BODY = 1 << 20   # bytes per request

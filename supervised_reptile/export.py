@@ -17,7 +17,7 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from . import checkpoint  # noqa: E402
-from .cli import guarded  # noqa: E402
+from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 
 

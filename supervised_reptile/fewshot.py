@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from . import checkpoint, drawing, miniimagenet, omniglot  # noqa: E402
-from .cli import guarded  # noqa: E402
+from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 from .optimizers import Preconditioned  # noqa: E402
 from .tasks import mini_batches, to_arrays  # noqa: E402

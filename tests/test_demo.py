@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from supervised_reptile import demo, drawing
-from supervised_reptile.cli import guarded
+from supervised_reptile.errors import guarded
 
 CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
 CHROMEDRIVER = os.environ.get('CHROMEDRIVER', '/usr/bin/chromedriver')
