@@ -68,7 +68,7 @@ def save(directory, meta_iteration, algo):
     leaves the previous latest checkpoint intact.
     """
     os.makedirs(directory, exist_ok=True)
-    tensors = dict(state_tensors(algo))
+    tensors = state_tensors(algo)
     if 'beta1_power' in tensors and algo.optimizer.beta1 == 0:  # the original passed beta1=0, an int
         tensors['beta1_power'] = tf.cast(tensors['beta1_power'], tf.int32)
     tensors[STEP_KEY] = algo.optimizer_state['step']
@@ -134,20 +134,31 @@ def latest(directory):
     return prefix
 
 
-def _reader(prefix):
+def _open(path):
+    """(prefix, reader) of a bundle prefix, or of the latest checkpoint in a folder."""
+    prefix = path if tf.io.gfile.exists(f'{path}.index') else latest(path)
     try:
-        return tf.train.load_checkpoint(prefix)
+        return prefix, tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as exc:
-        raise InputError(f'cannot read checkpoint {prefix} ({exc.__class__.__name__}): '
-                         'it is incomplete or corrupt; delete it to fall back to an earlier one') from None
+        raise _unreadable(prefix, exc) from None
+
+
+def _unreadable(prefix, exc):
+    return InputError(f'cannot read checkpoint {prefix} ({exc.__class__.__name__}): it is incomplete '
+                      'or corrupt; delete it to fall back to an earlier one')
 
 
 def load(path, algo):
     """Restore weights and optimizer state from a bundle prefix or the latest checkpoint in a
     folder (ours or the original's); returns the prefix. A checkpoint without any optimizer
     state leaves the optimizer fresh."""
-    prefix = path if tf.io.gfile.exists(f'{path}.index') else latest(path)
-    reader = _reader(prefix)
+    prefix, reader = _open(path)
+    _restore(prefix, reader, algo)
+    return prefix
+
+
+def _restore(prefix, reader, algo):
+    """Assign every weight and optimizer tensor `algo` has from `reader`, all or nothing."""
     shapes = reader.get_variable_to_shape_map()
     targets = state_tensors(algo)
     weights = set(original_names(algo.model))
@@ -165,12 +176,10 @@ def load(path, algo):
         values = {name: reader.get_tensor(name) for name in targets}
         steps = _inner_steps(reader, shapes, algo)
     except (tf.errors.OpError, ValueError, IndexError) as exc:
-        raise InputError(f'cannot read checkpoint {prefix} ({exc.__class__.__name__}): it is incomplete '
-                         'or corrupt; delete it to fall back to an earlier one') from None
+        raise _unreadable(prefix, exc) from None
     for name, target in targets.items():
         target.assign(tf.cast(values[name], target.dtype))
     algo.optimizer_state['step'].assign(steps)
-    return prefix
 
 
 def resume(directory, algo):
@@ -179,10 +188,11 @@ def resume(directory, algo):
     state. Returns the meta-iteration to continue from (0 when there is no checkpoint)."""
     if not os.path.isfile(os.path.join(directory, 'checkpoint')):
         return 0
-    reader = tf.train.load_checkpoint(load(directory, algo))
+    prefix, reader = _open(directory)
     if not reader.has_tensor(ITERATION_KEY):
         raise InputError(f'the checkpoint in {directory} was not written by this project\'s training '
                          'and cannot be resumed: evaluate it with --pretrained instead')
+    _restore(prefix, reader, algo)
     version, internal, gauss = json.loads(reader.get_tensor(RANDOM_KEY))
     random.setstate((version, tuple(internal), gauss))
     return int(reader.get_tensor(ITERATION_KEY)) + 1
@@ -209,8 +219,8 @@ def load_pretrained(path, learning_rate=1e-3, sgd=False, transductive=False, wei
     """
     if str(path).endswith('.npz'):
         return _load_webdemo(path, transductive, weight_decay_rate, compute_dtype)
-    prefix = path if tf.io.gfile.exists(f'{path}.index') else latest(path)
-    shapes = _reader(prefix).get_variable_to_shape_map()
+    prefix, reader = _open(path)
+    shapes = reader.get_variable_to_shape_map()
     if 'conv2d/kernel' not in shapes or 'dense/bias' not in shapes:
         raise InputError(f'checkpoint {prefix} holds no Reptile model (no conv2d/kernel or dense/bias)')
     in_channels, filters = shapes['conv2d/kernel'][2:]
@@ -219,7 +229,7 @@ def load_pretrained(path, learning_rate=1e-3, sgd=False, transductive=False, wei
     optimizer = SGD(learning_rate) if sgd else Adam(learning_rate)
     algo = Reptile(model, optimizer, transductive=transductive, weight_decay_rate=weight_decay_rate,
                    compute_dtype=compute_dtype)
-    load(prefix, algo)
+    _restore(prefix, reader, algo)
     return algo
 
 

@@ -65,9 +65,9 @@ def read_images(algo, args):
             raise InputError(f'cannot read {args.images} ({exc}): expected a .npy image stack') from None
         return split_stack(stack)
     if algo.model.name == 'omniglot':
-        read = lambda path: omniglot.read_image(path, binarize=True).astype(np.float32)
+        read = lambda path: omniglot.as_input(omniglot.read_image(path, binarize=True))
     else:
-        read = lambda path: miniimagenet.read_image(path).astype(np.float32) / 0xff
+        read = lambda path: miniimagenet.as_input(miniimagenet.read_image(path))
     return [read(p) for p in args.support], read(args.query)
 
 

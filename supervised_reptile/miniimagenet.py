@@ -37,7 +37,12 @@ class ImageNetClass(ImageClass):
         return read_image(path)
 
     def _present(self, image):
-        return image.astype(np.float32) / 0xff
+        return as_input(image)
+
+
+def as_input(image):
+    """A stored uint8 image as the network's float32 input in [0, 1]."""
+    return image.astype(np.float32) / 0xff
 
 
 def read_image(path):

@@ -65,7 +65,12 @@ class Character(ImageClass):
         return read_image(path)
 
     def _present(self, image):
-        return np.rot90(image, self.rotation // 90).astype(np.float32)
+        return as_input(image, self.rotation)
+
+
+def as_input(image, rotation=0):
+    """A stored 0/1 image, rotated counter-clockwise by `rotation` degrees, as float32."""
+    return np.rot90(image, rotation // 90).astype(np.float32)
 
 
 def read_image(path, binarize=False):
