@@ -42,61 +42,65 @@ def _classifier(layers, num_classes, dtype, name):
 MODELS = {'omniglot': omniglot_model, 'miniimagenet': miniimagenet_model}
 
 
+def to_groups(tensor):
+    """[groups, ..., c] -> [..., groups * c]: per-group weights in the layout `apply` takes.
+
+    Conv kernels become grouped-convolution kernels and per-channel vectors line up with
+    the grouped channels, so the inner loop updates weights in this layout and never
+    rearranges them per step.
+    """
+    rank = tensor.shape.rank
+    moved = tf.transpose(tensor, list(range(1, rank - 1)) + [0, rank - 1])
+    return tf.reshape(moved, tf.concat([tf.shape(moved)[:-2], [-1]], 0))
+
+
+def from_groups(tensor, groups):
+    """The inverse of `to_groups`: [..., groups * c] -> [groups, ..., c]."""
+    rank = tensor.shape.rank
+    split = tf.reshape(tensor, tf.concat([tf.shape(tensor)[:-1], [groups, -1]], 0))
+    return tf.transpose(split, [rank - 1] + list(range(rank - 1)) + [rank])
+
+
 def apply(model, params, inputs):
-    """Logits of `model` for several independent groups at once, each with its own weights.
+    """Logits [groups, batch, classes] of `model` for groups of inputs, each with its own weights.
 
-    `params` are the trainable weights (in `model.trainable_variables` order), each with a
-    leading group axis: [groups, *shape]. `inputs` is [groups, batch, *image], or
-    [groups, sub_batches, batch, *image] to run several batches with each group's weights.
-    Returns logits of the same leading shape. Batch norm normalizes each batch with its own
-    statistics, as the original always does (training mode).
+    `inputs` is [groups, batch, *image]; `params` are the trainable weights (in
+    `model.trainable_variables` order) in the grouped layout of `to_groups`. Batch norm
+    normalizes each group's batch with its own statistics, as the original always does
+    (training mode).
 
-    The groups share one tensor [all batches, H, W, groups * channels] and run as one
-    grouped convolution, so many small episodes cost one op per layer.
+    The groups share one tensor [batch, H, W, groups * channels] and run as one grouped
+    convolution per layer, so many small episodes cost one op per layer. The dense layer
+    runs as a convolution over the whole feature map, which is the same product.
     """
     inputs = tf.convert_to_tensor(inputs)
-    groups = tf.shape(inputs)[0]
-    single = inputs.shape.rank == len(model.input_shape) + 1
-    if single:
-        inputs = inputs[:, None]
-    sub_batches, batch = tf.shape(inputs)[1], tf.shape(inputs)[2]
-    out, params = inputs, iter(params)
+    groups = inputs.shape[0]
+    image = inputs.shape[2:]
+    if isinstance(model.layers[0], keras.layers.Reshape):
+        image = model.layers[0].target_shape
+    out = tf.reshape(inputs, [groups, -1, *image])
+    out = tf.reshape(tf.transpose(out, [1, 2, 3, 0, 4]), [-1, *image[:2], groups * image[2]])
+    params = iter(params)
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Reshape):
-            out = tf.reshape(out, tf.concat([[groups, sub_batches, batch], layer.target_shape], 0))
-        elif isinstance(layer, keras.layers.Conv2D):
-            if out.shape.rank == 6:  # [groups, sub, batch, H, W, C] -> [sub * batch, H, W, groups * C]
-                out = tf.transpose(out, [1, 2, 3, 4, 0, 5])
-                out = tf.reshape(out, tf.concat([[sub_batches * batch], tf.shape(out)[2:4], [-1]], 0))
-            kernel = _merge_groups(tf.transpose(next(params), [1, 2, 3, 0, 4]))
-            out = _grouped_conv2d(out, kernel, inputs.shape[0], layer.strides, layer.padding.upper())
+        if isinstance(layer, keras.layers.Conv2D):
+            out = _grouped_conv2d(out, next(params), groups, layer.strides, layer.padding.upper())
             if layer.use_bias:
-                out = out + tf.reshape(next(params), [-1])
+                out = tf.nn.bias_add(out, next(params))
         elif isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta = (tf.reshape(next(params), [-1]) for _ in range(2))
-            out = _batch_norm(out, sub_batches, gamma, beta, layer.epsilon)
-        elif isinstance(layer, keras.layers.Flatten):  # per group, in (H, W, C) order
-            shape = tf.shape(out)
-            out = tf.reshape(out, tf.concat([shape[:3], [groups, -1]], 0))
-            out = tf.reshape(tf.transpose(out, [3, 0, 1, 2, 4]), [groups, sub_batches * batch, -1])
-        elif isinstance(layer, keras.layers.Dense):
-            out = tf.matmul(out, next(params)) + next(params)[:, None]
+            gamma, beta = next(params), next(params)
+            mean, variance = tf.nn.moments(out, axes=[0, 1, 2], keepdims=True)
+            out = tf.nn.batch_normalization(out, mean, variance, beta, gamma, layer.epsilon)
+        elif isinstance(layer, keras.layers.Dense):  # flattened in (H, W, C) order
+            kernel = tf.reshape(next(params), [*out.shape[1:3], -1, groups * layer.units])
+            out = tf.nn.bias_add(_grouped_conv2d(out, kernel, groups, 1, 'VALID'), next(params))
+            return tf.transpose(tf.reshape(out, [-1, groups, layer.units]), [1, 0, 2])
         elif isinstance(layer, keras.layers.ReLU):
             out = tf.nn.relu(out)
         elif isinstance(layer, keras.layers.MaxPooling2D):  # per channel: every group at once
             out = tf.nn.max_pool2d(out, layer.pool_size, layer.strides, layer.padding.upper())
-        else:
+        elif not isinstance(layer, (keras.layers.Reshape, keras.layers.Flatten)):
             raise ValueError(f'apply() does not know layer {layer.name}')
-    logits = tf.reshape(out, [groups, sub_batches, batch, -1])
-    return logits[:, 0] if single else logits
-
-
-def _batch_norm(out, sub_batches, gamma, beta, epsilon):
-    """Batch norm of [sub_batches * batch, H, W, C] with statistics per sub-batch."""
-    shape = tf.shape(out)
-    split = tf.reshape(out, tf.concat([[sub_batches, -1], shape[1:]], 0))
-    mean, variance = tf.nn.moments(split, axes=[1, 2, 3], keepdims=True)
-    return tf.reshape(tf.nn.batch_normalization(split, mean, variance, beta, gamma, epsilon), shape)
+    raise ValueError(f'apply() needs a model ending in a Dense layer, not {model.layers[-1].name}')
 
 
 def _grouped_conv2d(out, kernel, groups, strides, padding):
@@ -110,8 +114,3 @@ def _grouped_conv2d(out, kernel, groups, strides, padding):
     pairs = zip(tf.split(out, groups, axis=-1), tf.split(kernel, groups, axis=-1))
     return tf.concat([tf.nn.conv2d(x, k, strides, padding) for x, k in pairs], axis=-1)
 
-
-def _merge_groups(tensor):
-    """[..., groups, C] -> [..., groups * C]."""
-    shape = tf.shape(tensor)
-    return tf.reshape(tensor, tf.concat([shape[:-2], [-1]], 0))

@@ -1,14 +1,16 @@
-"""The inner-loop optimizers, as pure functions of (weights, gradients, state).
+"""The inner-loop optimizers: the update rules the original uses, on working copies.
 
-Keras optimizers keep their state in their own variables and update the model in place;
-the inner loop instead needs to run steps on copies of the weights, snapshot and restore
-the optimizer state per evaluation episode, and (for speed) carry it through a compiled
-loop. So the two update rules the original uses are written out here, exactly as TF1's
-`AdamOptimizer` and `GradientDescentOptimizer` apply them.
+Keras optimizers keep their state in their own variables and update the model itself;
+the inner loop instead runs steps on working copies of the weights (many groups at once,
+see `reptile`), and snapshots and restores the optimizer state per evaluation episode. So
+the rules are applied here exactly as TF1's `AdamOptimizer` and `GradientDescentOptimizer`
+apply them: through the same fused kernels (`ResourceApplyAdam`,
+`ResourceApplyGradientDescent`), which update the weights and slots in place in one pass.
 
-A state is a dict of tensors: `step` (int64, steps taken so far), Adam's float32
-`beta1_power`/`beta2_power` accumulators, and per-variable slot lists named like the
-original's slot variables.
+A state is a dict: `step` (int64, steps taken so far), Adam's float32 `beta1_power`/
+`beta2_power` accumulators -- the counters -- and per-variable slot lists named like the
+original's slot variables. `apply` updates weights and slots (variables) in place and
+returns the new counters, which depend on the updates.
 
 TF1 turns hyper-parameters into float32 tensors and casts them to the variable's dtype,
 and keeps the beta powers in float32 even for float64 models; `_hyper` and the float32
@@ -39,24 +41,18 @@ class Adam:
                 'beta2_power': tf.constant(self.beta2, tf.float32),
                 'Adam': zeros, 'Adam_1': list(zeros)}
 
-    def apply(self, params, grads, state):
-        """One Adam step; returns (new params, new state)."""
-        dtype = params[0].dtype
-        beta1, beta2 = _hyper(self.beta1, dtype), _hyper(self.beta2, dtype)
-        lr_t = (_hyper(self.learning_rate, dtype) * tf.sqrt(1 - tf.cast(state['beta2_power'], dtype))
-                / (1 - tf.cast(state['beta1_power'], dtype)))
-        epsilon = _hyper(self.epsilon, dtype)
-        new_params, moments, variances = [], [], []
-        for p, g, m, v in zip(params, grads, state['Adam'], state['Adam_1']):
-            m = m + (g - m) * (1 - beta1)
-            v = v + (tf.square(g) - v) * (1 - beta2)
-            new_params.append(p - lr_t * m / (tf.sqrt(v) + epsilon))
-            moments.append(m)
-            variances.append(v)
-        return new_params, {'step': state['step'] + 1,
-                            'beta1_power': state['beta1_power'] * self.beta1,
-                            'beta2_power': state['beta2_power'] * self.beta2,
-                            'Adam': moments, 'Adam_1': variances}
+    def apply(self, variables, grads, slots, counters):
+        """One Adam step on `variables` and `slots` in place; returns the new counters."""
+        dtype = variables[0].dtype
+        hyper = dict(beta1_power=tf.cast(counters['beta1_power'], dtype),
+                     beta2_power=tf.cast(counters['beta2_power'], dtype),
+                     lr=_hyper(self.learning_rate, dtype), beta1=_hyper(self.beta1, dtype),
+                     beta2=_hyper(self.beta2, dtype), epsilon=_hyper(self.epsilon, dtype))
+        updates = [tf.raw_ops.ResourceApplyAdam(var=var.handle, m=m.handle, v=v.handle, grad=g, **hyper)
+                   for var, g, m, v in zip(variables, grads, slots['Adam'], slots['Adam_1'])]
+        return _after(updates, {'step': counters['step'] + 1,
+                                'beta1_power': counters['beta1_power'] * self.beta1,
+                                'beta2_power': counters['beta2_power'] * self.beta2})
 
 
 class SGD:
@@ -70,10 +66,18 @@ class SGD:
         """Step 0; SGD has no slots."""
         return {'step': tf.constant(0, tf.int64)}
 
-    def apply(self, params, grads, state):
-        """One SGD step; returns (new params, new state)."""
-        learning_rate = _hyper(self.learning_rate, params[0].dtype)
-        return ([p - learning_rate * g for p, g in zip(params, grads)], {'step': state['step'] + 1})
+    def apply(self, variables, grads, slots, counters):
+        """One SGD step on `variables` in place; returns the new counters."""
+        learning_rate = _hyper(self.learning_rate, variables[0].dtype)
+        updates = [tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=learning_rate, delta=g)
+                   for var, g in zip(variables, grads)]
+        return _after(updates, {'step': counters['step'] + 1})
+
+
+def _after(updates, counters):
+    """`counters`, computed only once the `updates` have run."""
+    with tf.control_dependencies(updates):
+        return tf.nest.map_structure(tf.identity, counters)
 
 
 def _hyper(value, dtype):
@@ -96,10 +100,10 @@ class Preconditioned:
         return {'step': tf.constant(0, tf.int64),
                 'adam_v': [tf.constant(v, p.dtype) for v, p in zip(self.second_moments, params)]}
 
-    def apply(self, params, grads, state):
-        """One preconditioned gradient step; returns (new params, new state)."""
-        dtype = params[0].dtype
+    def apply(self, variables, grads, slots, counters):
+        """One preconditioned gradient step on `variables` in place; returns the new counters."""
+        dtype = variables[0].dtype
         learning_rate, epsilon = _hyper(self.learning_rate, dtype), _hyper(self.epsilon, dtype)
-        new_params = [p - learning_rate * g / (tf.sqrt(v) + epsilon)
-                      for p, g, v in zip(params, grads, state['adam_v'])]
-        return new_params, {'step': state['step'] + 1, 'adam_v': state['adam_v']}
+        updates = [var.assign_sub(learning_rate * g / (tf.sqrt(v) + epsilon), read_value=False)
+                   for var, g, v in zip(variables, grads, slots['adam_v'])]
+        return _after(updates, {'step': counters['step'] + 1})

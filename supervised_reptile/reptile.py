@@ -16,12 +16,19 @@ discarded with the adapted weights.
 import numpy as np
 import tensorflow as tf
 
-from .models import apply
+from .models import apply, from_groups, to_groups
 from .tasks import mini_batches, split_train_test, to_arrays
 
 
 class Reptile:
-    """Reptile on a Keras model with a functional inner optimizer (see `optimizers`)."""
+    """Reptile on a Keras model, with the inner optimizer of `optimizers`.
+
+    The inner loops never touch the model's variables: they train working copies (`params`,
+    and `slots` for the optimizer's moments) that hold every group's weights at once in
+    the grouped layout of `models.to_groups`, updated in place by the optimizer's fused
+    kernels. The optimizer's counters (step count, beta powers) flow through the loops as
+    tensors, and each step's reads wait for them: that orders the steps.
+    """
 
     def __init__(self, model, optimizer, transductive=False, weight_decay_rate=1.0, compute_dtype=None):
         """`compute_dtype` (e.g. 'bfloat16') runs the network in lower precision; weights,
@@ -35,6 +42,10 @@ class Reptile:
         self.compute_dtype = tf.as_dtype(compute_dtype or self.dtype)
         self.optimizer_state = tf.nest.map_structure(
             lambda t: tf.Variable(t, trainable=False), optimizer.init_state(self.variables))
+        work = lambda: [tf.Variable(tf.zeros(v.shape, self.dtype), trainable=False, shape=v.shape[:-1] + (None,))
+                        for v in self.variables]
+        self.params = work()
+        self.slots = {name: work() for name in optimizer.slot_names}
 
     def task_batches(self, samples, inner_batch_size, inner_iters, replacement):
         """The inner mini-batches of one training task, as (images, labels) arrays."""
@@ -81,86 +92,102 @@ class Reptile:
 
     @tf.function
     def _train(self, xs, ys, last_x, last_y, meta_step_size):
-        initial, state = self._snapshot(1)
+        initial = [tf.convert_to_tensor(v) for v in self.variables]
+        counters = self._snapshot(1)
         total = [tf.zeros_like(p) for p in initial]
         num_tasks = tf.shape(xs)[0]
         for t in tf.range(num_tasks):
-            before_last, state = self._inner_loop(initial, state, xs[t], ys[t])
-            final, state = self._step(before_last, state, last_x[t], last_y[t])
-            total = [a + r for a, r in zip(total, self._task_result(before_last, final))]
-        self._finish(initial, [a / tf.cast(num_tasks, a.dtype) for a in total], meta_step_size, state)
+            counters = self._assign(self.params, initial, counters)
+            counters = self._inner_loop(counters, xs[t], ys[t])
+            before_last = self._read(counters)
+            counters = self._step(counters, last_x[t], last_y[t])
+            total = [a + r for a, r in zip(total, self._task_result(before_last, self._read(counters)))]
+        self._finish(initial, [a / tf.cast(num_tasks, a.dtype) for a in total], meta_step_size, counters, 1)
 
     @tf.function
     def _train_parallel(self, xs, ys, last_x, last_y, meta_step_size):
-        initial, state = self._snapshot(tf.shape(last_x)[0])
-        before_last, state = self._inner_loop(initial, state, xs, ys)
-        final, state = self._step(before_last, state, last_x, last_y)
-        mean = [tf.reduce_mean(r, axis=0, keepdims=True) for r in self._task_result(before_last, final)]
-        self._finish([p[:1] for p in initial], mean, meta_step_size, state)
+        groups = tf.shape(last_x)[0]
+        initial = [tf.convert_to_tensor(v) for v in self.variables]
+        counters = self._inner_loop(self._snapshot(groups), xs, ys)
+        before_last = self._read(counters)
+        counters = self._step(counters, last_x, last_y)
+        results = self._task_result(before_last, self._read(counters))
+        mean = [tf.reduce_mean(from_groups(r, groups), axis=0) for r in results]
+        self._finish(initial, mean, meta_step_size, counters, groups)
 
     @tf.function
     def _adapted_logits(self, xs, ys, support_x, query_x):
-        num_episodes, num_queries = tf.shape(query_x)[0], tf.shape(query_x)[1]
-        params, state = self._snapshot(num_episodes)
-        params, _ = self._inner_loop(params, state, xs, ys)
+        num_episodes, num_queries = query_x.shape[:2]
+        counters = self._inner_loop(self._snapshot(num_episodes), xs, ys)
+        params = self._read(counters)
         query_x = tf.cast(query_x, self.dtype)
         if self.transductive:
             return self._logits(params, query_x)
-        # One batch per query: the episode's support images followed by that query.
+        # One group per query: the episode's weights on its support images followed by that query.
+        params = [to_groups(tf.repeat(from_groups(p, num_episodes), num_queries, axis=0)) for p in params]
         support = tf.repeat(tf.cast(support_x, self.dtype)[:, None], num_queries, axis=1)
-        return self._logits(params, tf.concat([support, query_x[:, :, None]], axis=2))[:, :, -1]
+        batches = tf.concat([support, query_x[:, :, None]], axis=2)
+        logits = self._logits(params, tf.reshape(batches, [-1, *batches.shape[2:]]))[:, -1]
+        return tf.reshape(logits, [num_episodes, num_queries, -1])
 
     def _snapshot(self, groups):
-        """The weights and the optimizer state, repeated for `groups` groups.
+        """Load the working copies with the weights and optimizer slots, repeated for `groups`
+        groups; return the optimizer's counters (step count, beta powers)."""
+        counters = {key: tf.convert_to_tensor(value) for key, value in self.optimizer_state.items()
+                    if not isinstance(value, list)}
+        repeated = lambda values: [to_groups(tf.repeat(tf.convert_to_tensor(v)[None], groups, axis=0)) for v in values]
+        counters = self._assign(self.params, repeated(self.variables), counters)
+        for name, work in self.slots.items():
+            counters = self._assign(work, repeated(self.optimizer_state[name]), counters)
+        return counters
 
-        Inside the inner loop all weights live in one flat tensor [groups, num_weights]
-        (and each optimizer slot likewise), so an optimizer step is a handful of large
-        element-wise ops instead of a handful per variable.
-        """
-        flat = lambda vs: [tf.repeat(tf.concat([tf.reshape(v, [1, -1]) for v in vs], 1), groups, axis=0)]
-        state = {key: flat(value) if isinstance(value, list) else tf.convert_to_tensor(value)
-                 for key, value in self.optimizer_state.items()}
-        return flat(self.variables), state
+    @staticmethod
+    def _assign(work, values, counters):
+        """Assign `values` to the working copies `work`; the returned counters come after the
+        assignments, so that the steps that follow are ordered after them."""
+        assigned = [w.assign(v, read_value=False) for w, v in zip(work, values)]
+        with tf.control_dependencies(assigned):
+            return tf.nest.map_structure(tf.identity, counters)
 
-    def _unflatten(self, flat):
-        """[groups, num_weights] -> one [groups, *shape] tensor per variable."""
-        pieces = tf.split(flat, [int(np.prod(v.shape)) for v in self.variables], axis=1)
-        return [tf.reshape(p, [-1, *v.shape]) for p, v in zip(pieces, self.variables)]
+    def _read(self, counters):
+        """The current working weights, read after the step that produced `counters`."""
+        with tf.control_dependencies(tf.nest.flatten(counters)):
+            return [w.read_value() for w in self.params]
 
-    def _finish(self, initial, mean_result, meta_step_size, state):
+    def _finish(self, initial, mean_result, meta_step_size, counters, groups):
         """Apply the meta-update to the variables and keep the (group-averaged) optimizer state."""
-        [updated] = self._meta_update(initial, mean_result, meta_step_size)
-        for var, value in zip(self.variables, self._unflatten(updated)):
-            var.assign(value[0])
-        for key, value in state.items():
-            if isinstance(value, list):
-                mean = tf.reduce_mean(value[0], axis=0, keepdims=True)
-                for var, slot in zip(self.optimizer_state[key], self._unflatten(mean)):
-                    var.assign(slot[0])
-            else:
-                self.optimizer_state[key].assign(value)
+        for var, value in zip(self.variables, self._meta_update(initial, mean_result, meta_step_size)):
+            var.assign(value)
+        with tf.control_dependencies(tf.nest.flatten(counters)):
+            for name, work in self.slots.items():
+                for slot, w in zip(self.optimizer_state[name], work):
+                    slot.assign(tf.reduce_mean(from_groups(w.read_value(), groups), axis=0))
+        for key, value in counters.items():
+            self.optimizer_state[key].assign(value)
 
     def _logits(self, params, x):
-        """The network on `x` with flat weights `params`, computed in `compute_dtype`."""
-        weights = [tf.cast(w, self.compute_dtype) for w in self._unflatten(params[0])]
+        """The network on `x` with grouped weights `params`, computed in `compute_dtype`."""
+        weights = [tf.cast(w, self.compute_dtype) for w in params]
         return tf.cast(apply(self.model, weights, tf.cast(x, self.compute_dtype)), self.dtype)
 
-    def _inner_loop(self, params, state, xs, ys):
+    def _inner_loop(self, counters, xs, ys):
         """One inner step per batch of xs [num_batches, groups, batch, ...]."""
         for i in tf.range(tf.shape(xs)[0]):
-            params, state = self._step(params, state, xs[i], ys[i])
-        return params, state
+            counters = self._step(counters, xs[i], ys[i])
+        return counters
 
-    def _step(self, params, state, x, y):
+    def _step(self, counters, x, y):
         """Weight decay, then one optimizer step on the summed cross-entropy of (x, y),
         for every group at once (groups are independent: the loss is a sum over them)."""
         if self.weight_decay_rate != 1:
-            params = [p * self.weight_decay_rate for p in params]
+            rate = tf.constant(self.weight_decay_rate, self.dtype)
+            counters = self._assign(self.params, [p * rate for p in self._read(counters)], counters)
+        params = self._read(counters)
         with tf.GradientTape() as tape:
             tape.watch(params)
             logits = self._logits(params, x)
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-        return self.optimizer.apply(params, tape.gradient(loss, params), state)
+        return self.optimizer.apply(self.params, tape.gradient(loss, params), self.slots, counters)
 
 
 class FOML(Reptile):
