@@ -39,12 +39,12 @@ def _tolerances(case):
     return 1e-2, 0.15, False
 
 
-def _build(case):
+def _build(case, compute_dtype=None):
     """The package's model and algorithm for a recorded case."""
     make_model = miniimagenet_model if case.get('model') == 'miniimagenet' else omniglot_model
     model = make_model(case.get('classes', 5), dtype=case.get('dtype', 'float32'))
     optimizer = SGD(case['lr']) if case.get('sgd') else Adam(case['lr'])
-    kwargs = dict(transductive=case['transductive'], weight_decay_rate=case['wd'])
+    kwargs = dict(transductive=case['transductive'], weight_decay_rate=case['wd'], compute_dtype=compute_dtype)
     if case['algo'] == 'foml':
         return model, FOML(model, optimizer, tail_shots=case.get('tail'), **kwargs)
     return model, Reptile(model, optimizer, **kwargs)
@@ -56,6 +56,18 @@ def _recorded_tasks(arrays, prefix, num_batches, num_tasks):
                for j in range(num_batches)]
     per_task = num_batches // num_tasks
     return [batches[t * per_task:(t + 1) * per_task] for t in range(num_tasks)]
+
+
+def _episodes(record, arrays):
+    """The recorded evaluation episodes: (inner batches, support images, query images)."""
+    return [(_recorded_tasks(arrays, f'eval/{e}', episode['num_batches'], 1)[0],
+             arrays[f'eval/{e}/support_x'], arrays[f'eval/{e}/query_x']) for e, episode in enumerate(record['evals'])]
+
+
+def _relative_l2(actual, expected, reference):
+    """||actual - expected|| / ||expected - reference|| over lists of arrays."""
+    norm = lambda arrays: math.sqrt(sum(float(np.sum(np.square(a))) for a in arrays))
+    return norm([a - e for a, e in zip(actual, expected)]) / norm([e - r for e, r in zip(expected, reference)])
 
 
 def _assert_close(actual, expected, atol, what):
@@ -106,9 +118,7 @@ def test_golden_trajectory(name):
                 _assert_close(state[slot][i].numpy(), expected, weights_atol * max(1, np.max(np.abs(expected))),
                               f'optimizer slot {names[i]}/{slot}')
 
-    episodes = [(_recorded_tasks(arrays, f'eval/{e}', episode['num_batches'], 1)[0],
-                 arrays[f'eval/{e}/support_x'], arrays[f'eval/{e}/query_x']) for e, episode in enumerate(record['evals'])]
-    all_logits = algo.evaluate(episodes)  # all episodes fine-tuned at once, as in evaluation
+    all_logits = algo.evaluate(_episodes(record, arrays))  # all episodes fine-tuned at once, as in evaluation
     for e, (episode, logits) in enumerate(zip(record['evals'], all_logits)):
         prefix = f'eval/{e}'
         _assert_close(logits, arrays[f'{prefix}/logits'], logits_atol, f'evaluation {e} logits')
@@ -116,3 +126,35 @@ def test_golden_trajectory(name):
         correct = int(np.sum(np.argmax(logits, -1) == arrays[f'{prefix}/query_y']))
         assert correct == episode['correct']
     assert int(state['step']) == steps, 'evaluation must not change the optimizer state'
+
+
+BF16_TOLERANCE = 0.75
+
+
+@pytest.mark.parametrize('name', [n for n in CASES if not n.endswith('_f64')])
+def test_golden_trajectory_bfloat16(name):
+    """--precision bfloat16 follows the original's trajectory to bfloat16 precision.
+
+    bfloat16 keeps 8 mantissa bits, and Adam's normalization (and the SGD case's large
+    steps) compound its rounding, so values are compared as relative L2 errors: of the
+    total weight update after all meta-iterations (measured 0.30-0.62 on the recorded
+    cases) and of each episode's logits (0.05-0.56). Both must stay under 0.75: that
+    catches a path that trains the wrong weights or not at all (error 1 or more), not
+    rounding.
+    """
+    record = json.loads((GOLDEN_DIR / f'{name}.json').read_text())
+    arrays = np.load(GOLDEN_DIR / f'{name}.npz')
+    model, algo = _build(record['case'], compute_dtype='bfloat16')
+    initial = [arrays[f'init/{i:02d}'] for i in range(len(model.trainable_variables))]
+    for var, value in zip(model.trainable_variables, initial):
+        var.assign(value)
+    for it, meta in enumerate(record['meta_iters']):
+        algo.train_step(_recorded_tasks(arrays, f'train/{it}', meta['num_batches'], record['case']['meta_batch']),
+                        meta['meta_step_size'])
+    final = [arrays[f'after/{it}/{i:02d}'] for i in range(len(initial))]
+    update_error = _relative_l2([v.numpy() for v in model.trainable_variables], final, initial)
+    assert update_error < BF16_TOLERANCE, f'weight update: relative L2 error {update_error:.3f}'
+    for e, logits in enumerate(algo.evaluate(_episodes(record, arrays))):
+        expected = arrays[f'eval/{e}/logits']
+        error = _relative_l2([logits], [expected], [np.zeros_like(expected)])
+        assert error < BF16_TOLERANCE, f'evaluation {e} logits: relative L2 error {error:.3f}'
