@@ -3,7 +3,9 @@
     python benchmarks/bench.py [--quick] [--only NAME_PREFIX]
 
 Prints one JSON line per measurement (`name`, `impl`, `unit`, `seconds_per_unit` = median
-over repeats, `gflops`, `peak_rss_mb`), then a table with speed-ups over `naive`.
+over repeats, `gflops`, `peak_rss_mb`), then a table with speed-ups over `naive`. A long
+exact training run (`omniglot_5w_long_run`) reports resident memory instead: it must not
+grow.
 Images are random binary/colour arrays: speed does not depend on their content.
 
 `naive` is what a direct TF2 port looks like: the Keras model's own variables trained in
@@ -143,6 +145,34 @@ def bench_eval(name, impl, repeats):
     return {'name': name, 'impl': impl, 'unit': 'eval_task', 'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
 
 
+def bench_long_run(iterations):
+    """Memory over a long exact training run: fresh tasks every meta-iteration and a batch
+    of 25 non-transductive evaluation episodes every 50. Resident memory is taken once the
+    first quarter has run (all functions traced) and at the end: it must not grow."""
+    model_name, classes, shots, batch, iters, meta_batch = TRAIN_SETTINGS['omniglot_5w']
+    algo = Reptile(MODELS[model_name](classes), Adam(1e-3))
+    rng = np.random.default_rng(0)
+    episode = lambda: (list(zip(random_images(rng, model_name, (50, 5)), rng.integers(0, 5, (50, 5), dtype=np.int32))),
+                       random_images(rng, model_name, (5,)), random_images(rng, model_name, (5,)))
+    for i in range(iterations):
+        if i == iterations // 4:
+            start = _resident_mb()
+        if i % 50 == 0:
+            algo.evaluate([episode() for _ in range(EVAL_EPISODES)])
+        tasks = [list(zip(random_images(rng, model_name, (iters, batch)),
+                          rng.integers(0, classes, (iters, batch), dtype=np.int32))) for _ in range(meta_batch)]
+        algo.train_step(tasks, 0.5)
+    end = _resident_mb()
+    return {'name': 'omniglot_5w_long_run', 'impl': 'exact', 'unit': 'meta_iter', 'iterations': iterations,
+            'rss_start_mb': start, 'rss_end_mb': end, 'rss_growth_mb': end - start}
+
+
+def _resident_mb():
+    """This process's resident memory now (Linux)."""
+    with open('/proc/self/statm') as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2 ** 20
+
+
 def peak_gflops(dtype):
     """This machine's matrix-multiply rate in `dtype`: the yardstick for '% of peak'."""
     a = tf.random.normal([2048, 2048], dtype=tf.float32)
@@ -179,9 +209,16 @@ def main():
         result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result), flush=True)
         results.append(result)
+    if 'omniglot_5w_long_run'.startswith(args.only):
+        memory = bench_long_run(100 if args.quick else 1000)
+        memory['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(memory), flush=True)
     peaks = {'float32': peak_gflops(tf.float32), 'bfloat16': peak_gflops(tf.bfloat16)}
     print(json.dumps({'name': 'matmul_peak', 'unit': 'GFLOP/s', **peaks}), flush=True)
     print_table(results, peaks)
+    if 'omniglot_5w_long_run'.startswith(args.only):
+        print(f"long run: {memory['iterations']} meta-iterations, resident memory {memory['rss_start_mb']:.0f} MB "
+              f"after the first quarter, {memory['rss_end_mb']:.0f} MB at the end", file=sys.stderr)
 
 
 def print_table(results, peaks):

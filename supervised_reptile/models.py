@@ -70,8 +70,8 @@ def apply(model, params, inputs):
     (training mode).
 
     The groups share one tensor [batch, H, W, groups * channels] and run as one grouped
-    convolution per layer, so many small episodes cost one op per layer. The dense layer
-    runs as a convolution over the whole feature map, which is the same product.
+    convolution per layer, so many small episodes cost one op per layer; only the small
+    dense layer regroups its inputs and weights per group.
     """
     inputs = tf.convert_to_tensor(inputs)
     groups = inputs.shape[0]
@@ -87,13 +87,12 @@ def apply(model, params, inputs):
             if layer.use_bias:
                 out = tf.nn.bias_add(out, next(params))
         elif isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta = next(params), next(params)
-            mean, variance = tf.nn.moments(out, axes=[0, 1, 2], keepdims=True)
-            out = tf.nn.batch_normalization(out, mean, variance, beta, gamma, layer.epsilon)
-        elif isinstance(layer, keras.layers.Dense):  # flattened in (H, W, C) order
-            kernel = tf.reshape(next(params), [*out.shape[1:3], -1, groups * layer.units])
-            out = tf.nn.bias_add(_grouped_conv2d(out, kernel, groups, 1, 'VALID'), next(params))
-            return tf.transpose(tf.reshape(out, [-1, groups, layer.units]), [1, 0, 2])
+            out = _batch_norm(out, next(params), next(params), layer.epsilon)
+        elif isinstance(layer, keras.layers.Dense):  # per group, flattened in (H, W, C) order
+            features = from_groups(out, groups)
+            features = tf.reshape(features, [groups, tf.shape(features)[1], -1])
+            kernel, bias = (from_groups(next(params), groups) for _ in range(2))
+            return tf.matmul(features, kernel) + bias[:, None]
         elif isinstance(layer, keras.layers.ReLU):
             out = tf.nn.relu(out)
         elif isinstance(layer, keras.layers.MaxPooling2D):  # per channel: every group at once
@@ -101,6 +100,21 @@ def apply(model, params, inputs):
         elif not isinstance(layer, (keras.layers.Reshape, keras.layers.Flatten)):
             raise ValueError(f'apply() does not know layer {layer.name}')
     raise ValueError(f'apply() needs a model ending in a Dense layer, not {model.layers[-1].name}')
+
+
+def _batch_norm(out, gamma, beta, epsilon):
+    """Batch norm of [batch, H, W, C] with the batch's own statistics.
+
+    Exact paths compute it as the original's graph does, op by op. In bfloat16, which is
+    not exact anyway, TF's fused kernel runs instead: one op each way, with statistics in
+    float32, where the op-by-op form would add many slow bfloat16 passes.
+    """
+    if out.dtype == tf.bfloat16:
+        out, _, _ = tf.compat.v1.nn.fused_batch_norm(out, tf.cast(gamma, tf.float32), tf.cast(beta, tf.float32),
+                                                     epsilon=epsilon, is_training=True)
+        return out
+    mean, variance = tf.nn.moments(out, axes=[0, 1, 2], keepdims=True)
+    return tf.nn.batch_normalization(out, mean, variance, beta, gamma, epsilon)
 
 
 def _grouped_conv2d(out, kernel, groups, strides, padding):

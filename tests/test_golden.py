@@ -137,8 +137,8 @@ def test_golden_trajectory_bfloat16(name):
 
     bfloat16 keeps 8 mantissa bits, and Adam's normalization (and the SGD case's large
     steps) compound its rounding, so values are compared as relative L2 errors: of the
-    total weight update after all meta-iterations (measured 0.30-0.62 on the recorded
-    cases) and of each episode's logits (0.05-0.56). Both must stay under 0.75: that
+    total weight update after all meta-iterations (measured 0.30-0.52 on the recorded
+    cases) and of each episode's logits (0.04-0.40). Both must stay under 0.75: that
     catches a path that trains the wrong weights or not at all (error 1 or more), not
     rounding.
     """
