@@ -107,12 +107,29 @@ def random_images(rng, model_name, shape):
     return rng.random(shape + (84, 84, 3), dtype=np.float32)
 
 
+def random_tasks(rng, name):
+    """One meta-batch of a training setting: (images, labels) arrays [iters, batch, ...] per task."""
+    model_name, classes, shots, batch, iters, meta_batch = TRAIN_SETTINGS[name]
+    return [(random_images(rng, model_name, (iters, batch)), rng.integers(0, classes, (iters, batch), dtype=np.int32))
+            for _ in range(meta_batch)]
+
+
+def random_episodes(rng):
+    """`EVAL_EPISODES` 1-shot 5-way episodes: (images [50, 5, ...], labels, support, query)."""
+    return [(random_images(rng, 'omniglot', (50, 5)), rng.integers(0, 5, (50, 5), dtype=np.int32),
+             random_images(rng, 'omniglot', (5,)), random_images(rng, 'omniglot', (5,)))
+            for _ in range(EVAL_EPISODES)]
+
+
+def as_batches(episodes):
+    """Episodes as `Reptile.evaluate` takes them: (list of inner batches, support, query)."""
+    return [(list(zip(xs, ys)), support, query) for xs, ys, support, query in episodes]
+
+
 def bench_training(name, impl, repeats):
     model_name, classes, shots, batch, iters, meta_batch = TRAIN_SETTINGS[name]
     model = MODELS[model_name](classes)
-    rng = np.random.default_rng(0)
-    tasks = [(random_images(rng, model_name, (iters, batch)), rng.integers(0, classes, (iters, batch), dtype=np.int32))
-             for _ in range(meta_batch)]
+    tasks = random_tasks(np.random.default_rng(0), name)
     if impl == 'naive':
         algo = Naive(model)
         step = lambda: algo.train_step(tasks, 0.5)
@@ -128,17 +145,14 @@ def bench_training(name, impl, repeats):
 def bench_eval(name, impl, repeats):
     transductive = EVAL_SETTINGS[name]
     model = MODELS['omniglot'](5)
-    rng = np.random.default_rng(0)
-    episodes = [(random_images(rng, 'omniglot', (50, 5)), rng.integers(0, 5, (50, 5), dtype=np.int32),
-                 random_images(rng, 'omniglot', (5,)), random_images(rng, 'omniglot', (5,)))
-                for _ in range(EVAL_EPISODES)]
+    episodes = random_episodes(np.random.default_rng(0))
     if impl == 'naive':
         algo = Naive(model, transductive=transductive)
         run = lambda: algo.evaluate(episodes)
     else:
         algo = Reptile(model, Adam(1e-3), transductive=transductive,
                        compute_dtype='bfloat16' if impl.endswith('bf16') else None)
-        ours = [(list(zip(xs, ys)), support, query) for xs, ys, support, query in episodes]
+        ours = as_batches(episodes)
         run = lambda: algo.evaluate(ours)
     seconds = _time(run, repeats) / EVAL_EPISODES
     flops = 3 * forward_flops(model) * 5 * 50 + forward_flops(model) * (5 if transductive else 5 * 6)
@@ -149,19 +163,14 @@ def bench_long_run(iterations):
     """Memory over a long exact training run: fresh tasks every meta-iteration and a batch
     of 25 non-transductive evaluation episodes every 50. Resident memory is taken once the
     first quarter has run (all functions traced) and at the end: it must not grow."""
-    model_name, classes, shots, batch, iters, meta_batch = TRAIN_SETTINGS['omniglot_5w']
-    algo = Reptile(MODELS[model_name](classes), Adam(1e-3))
+    algo = Reptile(MODELS['omniglot'](5), Adam(1e-3))
     rng = np.random.default_rng(0)
-    episode = lambda: (list(zip(random_images(rng, model_name, (50, 5)), rng.integers(0, 5, (50, 5), dtype=np.int32))),
-                       random_images(rng, model_name, (5,)), random_images(rng, model_name, (5,)))
     for i in range(iterations):
         if i == iterations // 4:
             start = _resident_mb()
         if i % 50 == 0:
-            algo.evaluate([episode() for _ in range(EVAL_EPISODES)])
-        tasks = [list(zip(random_images(rng, model_name, (iters, batch)),
-                          rng.integers(0, classes, (iters, batch), dtype=np.int32))) for _ in range(meta_batch)]
-        algo.train_step(tasks, 0.5)
+            algo.evaluate(as_batches(random_episodes(rng)))
+        algo.train_step([list(zip(xs, ys)) for xs, ys in random_tasks(rng, 'omniglot_5w')], 0.5)
     end = _resident_mb()
     return {'name': 'omniglot_5w_long_run', 'impl': 'exact', 'unit': 'meta_iter', 'iterations': iterations,
             'rss_start_mb': start, 'rss_end_mb': end, 'rss_growth_mb': end - start}

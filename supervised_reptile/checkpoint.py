@@ -81,10 +81,7 @@ def save(directory, meta_iteration, algo):
     for suffix in ('.data-00000-of-00001', '.index'):
         _fsync(temp + suffix)
         os.replace(temp + suffix, final + suffix)
-    try:
-        state = tf.train.get_checkpoint_state(directory)
-    except ValueError:  # an unreadable `checkpoint` file: start a new list
-        state = None
+    state = _checkpoint_state(directory)  # unreadable: start a new list
     previous = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])]
     previous = [p for p in previous if p != os.path.basename(final)]
     _write_state_file(directory, (previous + [os.path.basename(final)])[-MAX_TO_KEEP:])
@@ -113,15 +110,21 @@ def _write_state_file(directory, names):
     os.replace(temp, os.path.join(directory, 'checkpoint'))
 
 
+def _checkpoint_state(directory):
+    """The parsed `checkpoint` file of `directory`, or None when it is empty or garbled."""
+    try:
+        return tf.train.get_checkpoint_state(directory)
+    except ValueError:
+        return None
+
+
 def latest(directory):
     """Path prefix of the latest checkpoint in `directory`, which must exist."""
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel('FATAL')  # TF logs its own lines about missing files; ours says it all
     try:
-        state = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
-    except ValueError:  # an empty or garbled `checkpoint` file
-        state = None
+        state = _checkpoint_state(directory) if os.path.isdir(directory) else None
     finally:
         logger.setLevel(level)
     if state is None or not state.model_checkpoint_path:

@@ -9,7 +9,7 @@ from . import checkpoint
 from .args import check_split, evaluate_kwargs, train_kwargs
 from .eval import accuracy_line, evaluate
 from . import miniimagenet, omniglot
-from .models import MODELS
+from .models import MODELS, keeps_random
 from .optimizers import SGD, Adam
 from .reptile import FOML, Reptile
 from .train import train
@@ -34,12 +34,12 @@ def run_experiment(args, dataset, train_set, eval_sets):
         check_split(classes, name.lower(), args.classes, args.shots + 1)
     if args.pretrained:
         print('Restoring from checkpoint...')
-        algo = _without_touching_random(checkpoint.load_pretrained, args.checkpoint, args.learning_rate, args.sgd,
-                                        args.transductive, args.weight_decay, args.precision)
+        algo = checkpoint.load_pretrained(args.checkpoint, args.learning_rate, args.sgd, args.transductive,
+                                          args.weight_decay, args.precision)
         checkpoint.check_model(algo, dataset, args.classes)
     else:
         check_split(train_set, 'training', args.classes, args.train_shots or args.shots)
-        model = _without_touching_random(_seeded_model, dataset, args.classes, args.seed)
+        model = _seeded_model(dataset, args.classes, args.seed)
         algo = algorithm(args, model)
         start = checkpoint.resume(args.checkpoint, algo) if args.resume else 0
         print(f'Resuming at meta-iteration {start}...' if start else 'Training...')
@@ -59,17 +59,10 @@ def algorithm(args, model):
     return Reptile(model, optimizer, **kwargs)
 
 
+@keeps_random
 def _seeded_model(dataset, num_classes, seed):
-    """A model whose initial weights depend only on `seed`."""
+    """A model whose initial weights depend only on `seed` (seeding Keras seeds `random`
+    too, which the tasks must not see)."""
     keras.utils.set_random_seed(seed)
     return MODELS[dataset](num_classes)
 
-
-def _without_touching_random(build, *args):
-    """Call `build` with Python's `random` state preserved: the tasks must come from the
-    `random` stream the original would have, whatever Keras draws while building."""
-    state = random.getstate()
-    try:
-        return build(*args)
-    finally:
-        random.setstate(state)

@@ -6,7 +6,7 @@ import sys
 import keras
 import numpy as np
 
-from .tasks import mini_batches, sample_mini_dataset, split_train_test, to_arrays
+from .tasks import inner_batches, sample_mini_dataset, split_train_test, to_arrays
 
 
 EPISODES_PER_CALL = 25  # evaluation episodes fine-tuned at once (see benchmarks/bench.py)
@@ -18,7 +18,7 @@ def sample_episode(dataset, num_classes, num_shots, inner_batch_size, inner_iter
     The task has `num_shots + 1` samples per class; the first of each class is the query.
     """
     support, query = split_train_test(sample_mini_dataset(dataset, num_classes, num_shots + 1))
-    batches = [to_arrays(b) for b in mini_batches(support, inner_batch_size, inner_iters, replacement)]
+    batches = inner_batches(support, inner_batch_size, inner_iters, replacement)
     query_x, query_y = to_arrays(query)
     return batches, to_arrays(support)[0], query_x, query_y
 
@@ -44,10 +44,15 @@ def evaluate_paired(algos, dataset, num_classes, num_shots, eval_inner_batch_siz
         episodes = [sample_episode(dataset, num_classes, num_shots, eval_inner_batch_size, eval_inner_iters,
                                    replacement) for _ in range(min(EPISODES_PER_CALL, num_samples - len(results[0])))]
         for algo, counts in zip(algos, results):
-            logits = algo.evaluate([episode[:3] for episode in episodes])
-            counts += [int(np.sum(np.argmax(l, axis=-1) == episode[3])) for l, episode in zip(logits, episodes)]
+            counts += correct_counts(algo, episodes)
         progress.update(len(results[0]))
     return results
+
+
+def correct_counts(algo, episodes):
+    """How many queries of each `sample_episode` episode `algo` classifies right."""
+    logits = algo.evaluate([episode[:3] for episode in episodes])
+    return [int(np.sum(np.argmax(l, axis=-1) == episode[3])) for l, episode in zip(logits, episodes)]
 
 
 def mean_and_ci(values):

@@ -30,7 +30,7 @@ from . import checkpoint, drawing, miniimagenet, omniglot  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 from .optimizers import Preconditioned  # noqa: E402
-from .tasks import mini_batches, to_arrays  # noqa: E402
+from .tasks import inner_batches  # noqa: E402
 
 WEBDEMO_STEPS = 5
 
@@ -49,7 +49,7 @@ def classify(algo, support, query, inner_iters, inner_batch):
     """
     samples = list(zip(support, range(len(support))))
     random.seed(0)
-    batches = [to_arrays(b) for b in mini_batches(samples, inner_batch, inner_iters, False)]
+    batches = inner_batches(samples, inner_batch, inner_iters, False)
     logits = algo.evaluate([(batches, np.stack(support), np.stack([query]))])[0, 0]
     return tf.nn.softmax(tf.cast(logits, tf.float64)).numpy()
 

@@ -7,12 +7,30 @@ must run many optimizer steps on *copies* of the weights without touching the va
 so `apply` evaluates a model with explicitly given weights.
 """
 
+import functools
+import random
+
 import keras
 import tensorflow as tf
 
 BN_EPSILON = 1e-3  # tf.layers.batch_normalization's default, used by the original
 
 
+def keeps_random(build):
+    """Decorate `build` to leave Python's `random` as it found it. Building a Keras model
+    draws from `random` (initializer seeds), but the few-shot tasks must come from the
+    stream the original would have drawn, however many models are built or loaded."""
+    @functools.wraps(build)
+    def wrapper(*args, **kwargs):
+        state = random.getstate()
+        try:
+            return build(*args, **kwargs)
+        finally:
+            random.setstate(state)
+    return wrapper
+
+
+@keeps_random
 def omniglot_model(num_classes, filters=64, dtype='float32', conv_bias=True):
     """4 x [conv 3x3 stride 2 'same'; batch norm; ReLU], flatten, dense: 28x28 inputs."""
     layers = [keras.Input((28, 28), dtype=dtype), keras.layers.Reshape((28, 28, 1), dtype=dtype)]
@@ -23,6 +41,7 @@ def omniglot_model(num_classes, filters=64, dtype='float32', conv_bias=True):
     return _classifier(layers, num_classes, dtype, 'omniglot')
 
 
+@keeps_random
 def miniimagenet_model(num_classes, filters=32, dtype='float32', conv_bias=True):
     """4 x [conv 3x3 'same'; batch norm; max-pool 2x2 'same'; ReLU], flatten, dense: 84x84x3."""
     layers = [keras.Input((84, 84, 3), dtype=dtype)]

@@ -50,7 +50,7 @@ class Adam:
                      beta2=_hyper(self.beta2, dtype), epsilon=_hyper(self.epsilon, dtype))
         updates = [tf.raw_ops.ResourceApplyAdam(var=var.handle, m=m.handle, v=v.handle, grad=g, **hyper)
                    for var, g, m, v in zip(variables, grads, slots['Adam'], slots['Adam_1'])]
-        return _after(updates, {'step': counters['step'] + 1,
+        return after(updates, {'step': counters['step'] + 1,
                                 'beta1_power': counters['beta1_power'] * self.beta1,
                                 'beta2_power': counters['beta2_power'] * self.beta2})
 
@@ -71,11 +71,12 @@ class SGD:
         learning_rate = _hyper(self.learning_rate, variables[0].dtype)
         updates = [tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=learning_rate, delta=g)
                    for var, g in zip(variables, grads)]
-        return _after(updates, {'step': counters['step'] + 1})
+        return after(updates, {'step': counters['step'] + 1})
 
 
-def _after(updates, counters):
-    """`counters`, computed only once the `updates` have run."""
+def after(updates, counters):
+    """`counters`, computed only once the `updates` have run: passing them on orders what
+    follows after the updates."""
     with tf.control_dependencies(updates):
         return tf.nest.map_structure(tf.identity, counters)
 
@@ -106,4 +107,4 @@ class Preconditioned:
         learning_rate, epsilon = _hyper(self.learning_rate, dtype), _hyper(self.epsilon, dtype)
         updates = [var.assign_sub(learning_rate * g / (tf.sqrt(v) + epsilon), read_value=False)
                    for var, g, v in zip(variables, grads, slots['adam_v'])]
-        return _after(updates, {'step': counters['step'] + 1})
+        return after(updates, {'step': counters['step'] + 1})

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from .models import apply, from_groups, to_groups
-from .tasks import mini_batches, split_train_test, to_arrays
+from .optimizers import after
+from .tasks import inner_batches, split_train_test, to_arrays
 
 
 class Reptile:
@@ -49,7 +50,7 @@ class Reptile:
 
     def task_batches(self, samples, inner_batch_size, inner_iters, replacement):
         """The inner mini-batches of one training task, as (images, labels) arrays."""
-        return [to_arrays(b) for b in mini_batches(samples, inner_batch_size, inner_iters, replacement)]
+        return inner_batches(samples, inner_batch_size, inner_iters, replacement)
 
     def train_step(self, tasks, meta_step_size, parallel=False):
         """One meta-iteration on `tasks`, each a list of (images, labels) inner batches.
@@ -143,25 +144,22 @@ class Reptile:
 
     @staticmethod
     def _assign(work, values, counters):
-        """Assign `values` to the working copies `work`; the returned counters come after the
-        assignments, so that the steps that follow are ordered after them."""
-        assigned = [w.assign(v, read_value=False) for w, v in zip(work, values)]
-        with tf.control_dependencies(assigned):
-            return tf.nest.map_structure(tf.identity, counters)
+        """Assign `values` to the working copies `work`; returns counters ordered after that."""
+        return after([w.assign(v, read_value=False) for w, v in zip(work, values)], counters)
 
-    def _read(self, counters):
-        """The current working weights, read after the step that produced `counters`."""
+    def _read(self, counters, work=None):
+        """The working copies `work` (default: the weights), read after the step that
+        produced `counters`."""
         with tf.control_dependencies(tf.nest.flatten(counters)):
-            return [w.read_value() for w in self.params]
+            return [w.read_value() for w in (self.params if work is None else work)]
 
     def _finish(self, initial, mean_result, meta_step_size, counters, groups):
         """Apply the meta-update to the variables and keep the (group-averaged) optimizer state."""
         for var, value in zip(self.variables, self._meta_update(initial, mean_result, meta_step_size)):
             var.assign(value)
-        with tf.control_dependencies(tf.nest.flatten(counters)):
-            for name, work in self.slots.items():
-                for slot, w in zip(self.optimizer_state[name], work):
-                    slot.assign(tf.reduce_mean(from_groups(w.read_value(), groups), axis=0))
+        for name, work in self.slots.items():
+            for slot, value in zip(self.optimizer_state[name], self._read(counters, work)):
+                slot.assign(tf.reduce_mean(from_groups(value, groups), axis=0))
         for key, value in counters.items():
             self.optimizer_state[key].assign(value)
 

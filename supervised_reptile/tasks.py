@@ -71,3 +71,8 @@ def to_arrays(samples):
     """Stack a list of (image, label) into an image array and an int32 label array."""
     images, labels = zip(*samples)
     return np.stack(images), np.array(labels, dtype=np.int32)
+
+
+def inner_batches(samples, batch_size, num_batches, replacement):
+    """`mini_batches` as (images, labels) arrays: what the inner loop is fed."""
+    return [to_arrays(b) for b in mini_batches(samples, batch_size, num_batches, replacement)]

@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from . import checkpoint
-from .eval import evaluate
+from .eval import correct_counts, sample_episode
 from .tasks import sample_mini_dataset
 
 CHECKPOINT_INTERVAL = 100
@@ -40,8 +40,8 @@ def train(algo, train_set, test_set, save_dir, num_classes=5, num_shots=5, train
         if i % eval_interval == 0:
             accuracies = []
             for dataset, writer in zip((train_set, test_set), writers):
-                [correct] = evaluate(algo, dataset, num_classes, num_shots, eval_inner_batch_size,
-                                     eval_inner_iters, replacement, num_samples=1)
+                [correct] = correct_counts(algo, [sample_episode(dataset, num_classes, num_shots, eval_inner_batch_size,
+                                                                 eval_inner_iters, replacement)])
                 with writer.as_default():
                     tf.summary.scalar('accuracy', correct / num_classes, step=i)
                 writer.flush()
