@@ -125,3 +125,9 @@ def truncate(path):
     """Cut a file to half its size: a valid header, then nothing (an interrupted copy)."""
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
+
+
+def assert_success(result):
+    """The run exited 0 with nothing but TensorFlow's start-up lines on stderr."""
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert_clean_stderr(result)

@@ -7,6 +7,7 @@ skips instead of failures. `SHARED_DIR` overrides the location.
 
 import os
 import pathlib
+import shutil
 
 import pytest
 
@@ -47,3 +48,24 @@ def omniglot_data(omniglot_mirror, tmp_path_factory):
                        OMNIGLOT_SETS='images_background_small1 images_background_small2')
     assert result.returncode == 0, result.stderr
     return root / 'data' / 'omniglot'
+
+
+@pytest.fixture(scope='session')
+def webdemo(shared_dir):
+    """The web-demo folder of ../shared: model, default drawing, its tensors and probabilities."""
+    return shared_dir / 'data' / 'webdemo'
+
+
+@pytest.fixture(scope='module')
+def original_ckpt(shared_dir, tmp_path_factory):
+    """A writable copy of the original's checkpoint folder: its `checkpoint` file and
+    model.ckpt-2999 (the shared files are read-only); skips when it is absent."""
+    source = shared_dir / 'fixtures' / 'original' / 'ckpt_o15t'
+    if not (source / 'checkpoint').is_file():
+        pytest.skip(f'original checkpoint {source} is absent')
+    dest = tmp_path_factory.mktemp('original') / 'ckpt_o15t'
+    dest.mkdir()
+    for path in source.iterdir():
+        if path.name == 'checkpoint' or path.name.startswith('model.ckpt-2999.'):
+            shutil.copyfile(path, dest / path.name)
+    return dest

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from cli_helpers import (assert_clean_stderr, assert_input_error, fake_miniimagenet, fake_omniglot, run_cli,
+from cli_helpers import (assert_input_error, assert_success, fake_miniimagenet, fake_omniglot, run_cli,
                          run_parallel, truncate)
 
 TINY_EVAL = ['--eval-batch', 5, '--eval-iters', 2, '--eval-samples', 2]
@@ -187,6 +187,5 @@ def test_bad_input_exits_2_with_one_line(case, outcomes, data):
 @pytest.mark.parametrize('case', [case.id for case in LEGAL])
 def test_legal_input_runs(case, outcomes):
     result = outcomes[case]
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    assert_clean_stderr(result)
+    assert_success(result)
     assert 'Test accuracy:' in result.stdout

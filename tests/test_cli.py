@@ -13,7 +13,6 @@
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -21,7 +20,7 @@ import time
 
 import pytest
 
-from cli_helpers import (SCRIPTS, assert_clean_stderr, cli_env, fake_full_omniglot, fake_miniimagenet,
+from cli_helpers import (SCRIPTS, assert_success, cli_env, fake_full_omniglot, fake_miniimagenet,
                          our_stderr_lines, run_cli, run_parallel)
 
 BATCH_LINE = re.compile(r'^batch (\d+): train=(\d\.\d{6}) test=(\d\.\d{6})$')
@@ -39,11 +38,6 @@ def accuracy(stdout, name, tasks):
     mean, half_width = float(found[0].group(1)), float(found[0].group(2))
     assert 0 <= mean <= 1 and 0 <= half_width <= 1, stdout
     return mean, half_width
-
-
-def assert_success(result):
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    assert_clean_stderr(result)
 
 
 # --- 1. Omniglot end to end -------------------------------------------------------------
@@ -133,16 +127,8 @@ def test_pretrained_restores_and_is_deterministic(trained, omniglot_data):
 
 # --- 2. The original's checkpoint --------------------------------------------------------
 
-def test_originals_checkpoint_scores_above_chance(shared_dir, omniglot_data, tmp_path):
-    source = shared_dir / 'fixtures' / 'original' / 'ckpt_o15t'
-    if not (source / 'checkpoint').is_file():
-        pytest.skip(f'original checkpoint {source} is absent')
-    ck = tmp_path / 'ckpt_o15t'
-    ck.mkdir()
-    for path in source.iterdir():  # contents only: the shared files are read-only
-        if path.is_file():
-            shutil.copyfile(path, ck / path.name)
-    result = run_cli('omniglot', tmp_path, '--data-dir', omniglot_data, '--pretrained', '--checkpoint', ck,
+def test_originals_checkpoint_scores_above_chance(original_ckpt, omniglot_data, tmp_path):
+    result = run_cli('omniglot', tmp_path, '--data-dir', omniglot_data, '--pretrained', '--checkpoint', original_ckpt,
                      '--train-chars', 180, '--seed', 0, '--shots', 1, '--eval-batch', 5, '--eval-iters', 50,
                      '--eval-samples', 40, '--transductive')
     assert_success(result)

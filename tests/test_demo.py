@@ -25,9 +25,9 @@ SHAPES = [CIRCLE, CROSS, ZED]
 
 
 @pytest.fixture(scope='module')
-def model_path(shared_dir):
+def model_path(webdemo):
     """The published 3-way web-demo model."""
-    return shared_dir / 'data' / 'webdemo' / 'reptile_webdemo_omniglot_3way.npz'
+    return webdemo / 'reptile_webdemo_omniglot_3way.npz'
 
 
 @pytest.fixture(scope='module')

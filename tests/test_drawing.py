@@ -10,12 +10,6 @@ from supervised_reptile import drawing, fewshot
 from supervised_reptile.errors import InputError
 
 
-@pytest.fixture(scope='module')
-def webdemo(shared_dir):
-    """The web-demo folder of ../shared: model, default drawing, its tensors and probabilities."""
-    return shared_dir / 'data' / 'webdemo'
-
-
 def test_default_drawing_matches_chromium(webdemo):
     """Each of the 4 default drawings agrees with the demo's own 28x28 tensors in >= 97% of pixels."""
     paths = json.loads((webdemo / 'default_drawing.json').read_text())['paths']

@@ -1,7 +1,6 @@
 """The tools for stored models: fewshot, compare and export, on the real fixtures."""
 
 import json
-import shutil
 
 import keras
 import numpy as np
@@ -11,17 +10,6 @@ from PIL import Image
 
 from supervised_reptile import checkpoint, compare, export, fewshot
 from supervised_reptile.models import apply, to_groups
-
-
-@pytest.fixture(scope='module')
-def webdemo(shared_dir):
-    return shared_dir / 'data' / 'webdemo'
-
-
-@pytest.fixture(scope='module')
-def original_ckpt(shared_dir, tmp_path_factory):
-    """A writable copy of the original's checkpoint folder."""
-    return shutil.copytree(shared_dir / 'fixtures' / 'original' / 'ckpt_o15t', tmp_path_factory.mktemp('o') / 'ck')
 
 
 def _printed_json(capsys):
