@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from .errors import InputError
 from .models import MODELS
-from .optimizers import SGD, Adam, Preconditioned
+from .optimizers import Preconditioned, inner_optimizer
 from .reptile import Reptile
 
 PREFIX = 'model.ckpt'
@@ -229,7 +229,7 @@ def load_pretrained(path, learning_rate=1e-3, sgd=False, transductive=False, wei
     in_channels, filters = shapes['conv2d/kernel'][2:]
     model = MODELS['miniimagenet' if in_channels == 3 else 'omniglot'](
         shapes['dense/bias'][0], filters=filters, conv_bias='conv2d/bias' in shapes)
-    optimizer = SGD(learning_rate) if sgd else Adam(learning_rate)
+    optimizer = inner_optimizer(learning_rate, sgd)
     algo = Reptile(model, optimizer, transductive=transductive, weight_decay_rate=weight_decay_rate,
                    compute_dtype=compute_dtype)
     _restore(prefix, reader, algo)

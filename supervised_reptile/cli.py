@@ -10,7 +10,7 @@ from .args import check_split, evaluate_kwargs, train_kwargs
 from .eval import accuracy_line, evaluate
 from . import miniimagenet, omniglot
 from .models import MODELS, keeps_random
-from .optimizers import SGD, Adam
+from .optimizers import inner_optimizer
 from .reptile import FOML, Reptile
 from .train import train
 
@@ -51,7 +51,7 @@ def run_experiment(args, dataset, train_set, eval_sets):
 
 def algorithm(args, model):
     """The Reptile or FOML instance the flags ask for."""
-    optimizer = SGD(args.learning_rate) if args.sgd else Adam(args.learning_rate)
+    optimizer = inner_optimizer(args.learning_rate, args.sgd)
     kwargs = dict(transductive=args.transductive, weight_decay_rate=args.weight_decay,
                   compute_dtype=args.precision)
     if args.foml:

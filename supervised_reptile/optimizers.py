@@ -74,6 +74,11 @@ class SGD:
         return after(updates, {'step': counters['step'] + 1})
 
 
+def inner_optimizer(learning_rate, sgd=False):
+    """The original's inner optimizer: Adam (beta1 = 0), or plain SGD with --sgd."""
+    return SGD(learning_rate) if sgd else Adam(learning_rate)
+
+
 def after(updates, counters):
     """`counters`, computed only once the `updates` have run: passing them on orders what
     follows after the updates."""

@@ -8,7 +8,7 @@ temporary folder, so this module needs nothing from ../shared.
 
 import pathlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -27,7 +27,6 @@ class Case:
     which: str
     args: callable
     words: callable = None
-    marks: list = field(default_factory=list)
 
 
 CASES = [
@@ -177,7 +176,7 @@ def outcomes(request, data):
     return run_parallel(jobs)
 
 
-@pytest.mark.parametrize('case', [pytest.param(case.id, marks=case.marks) for case in CASES])
+@pytest.mark.parametrize('case', [case.id for case in CASES])
 def test_bad_input_exits_2_with_one_line(case, outcomes, data):
     result = outcomes[case]
     assert_input_error(result, *BY_ID[case].words(data))
