@@ -11,6 +11,7 @@ import functools
 import random
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 BN_EPSILON = 1e-3  # tf.layers.batch_normalization's default, used by the original
@@ -139,11 +140,49 @@ def _batch_norm(out, gamma, beta, epsilon):
 def _grouped_conv2d(out, kernel, groups, strides, padding):
     """Convolution with `groups` independent channel groups.
 
-    TF's CPU kernels group only float32/bfloat16 convolutions (through oneDNN); other
-    dtypes (float64, used for the exact parity tests) run group by group.
+    One grouped op where TF has a grouped kernel for this device and dtype (oneDNN on
+    CPUs, cuDNN on GPUs); elsewhere (TF builds without oneDNN, float64) one convolution
+    per group, which computes the same thing.
     """
-    if groups == 1 or out.dtype in (tf.float32, tf.bfloat16):
+    if groups == 1 or grouped_conv_supported(out.dtype):
         return tf.nn.conv2d(out, kernel, strides, padding)
+    return _split_conv2d(out, kernel, groups, strides, padding)
+
+
+def _split_conv2d(out, kernel, groups, strides, padding):
+    """A grouped convolution as one convolution per group: runs on every device and dtype."""
     pairs = zip(tf.split(out, groups, axis=-1), tf.split(kernel, groups, axis=-1))
     return tf.concat([tf.nn.conv2d(x, k, strides, padding) for x, k in pairs], axis=-1)
 
+
+def grouped_conv_supported(dtype):
+    """Whether TF runs grouped convolutions in `dtype` on the device the ops go to (the
+    first GPU if there is one, else the CPU): decided once per device type and dtype."""
+    device = 'GPU' if tf.config.list_logical_devices('GPU') else 'CPU'
+    return _probe_grouped_conv(device, tf.as_dtype(dtype).name)
+
+
+@functools.cache
+def _probe_grouped_conv(device, dtype):
+    """Run a small grouped convolution, fused with a bias and ReLU as TF's graph optimizer
+    fuses them, and its gradients, and compare with `_split_conv2d`. Support varies with
+    the build and is not queryable: without oneDNN, TF's CPU kernels run the forward pass
+    but not the fused op nor the filter gradient, and float64 is never grouped on CPUs."""
+    def forward_and_gradients(conv, x, kernel, bias):
+        @tf.function  # graph gradients: tapes do not record under init_scope
+        def run(x, kernel):
+            loss = tf.reduce_sum(tf.square(tf.nn.relu(tf.nn.bias_add(conv(x, kernel, 2, 1, 'SAME'), bias))))
+            return [loss, *tf.gradients(loss, [x, kernel])]
+        return run(x, kernel)
+
+    grouped = lambda x, kernel, groups, strides, padding: tf.nn.conv2d(x, kernel, strides, padding)
+    rng = np.random.default_rng(0)
+    with tf.init_scope(), tf.device(f'/{device}:0'):  # runs eagerly, also when called while tracing
+        inputs = [tf.constant(rng.standard_normal(shape), dtype) for shape in ([2, 6, 6, 4], [3, 3, 2, 6], [6])]
+        try:
+            actual = forward_and_gradients(grouped, *inputs)
+        except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            return False
+        expected = forward_and_gradients(_split_conv2d, *inputs)
+    rtol = 0.05 if dtype == 'bfloat16' else 1e-4
+    return all(np.allclose(np.float64(a), np.float64(e), rtol=rtol, atol=rtol) for a, e in zip(actual, expected))
