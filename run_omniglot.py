@@ -1,19 +1,17 @@
 """Train and evaluate Reptile or FOML on Omniglot, with the original's flags."""
 
-import os
-
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-from supervised_reptile.args import argument_parser, parse  # noqa: E402
-from supervised_reptile.errors import guarded  # noqa: E402
+from supervised_reptile.args import argument_parser, parse
+from supervised_reptile.errors import guarded
+from supervised_reptile.startup import quiet_tensorflow
 
 
 def main():
     """Split characters as the original (seeded), train on the rotated training characters."""
     args = parse(argument_parser('data/omniglot', omniglot=True))
-    from supervised_reptile.cli import read_splits, run_experiment  # TensorFlow: only once the flags are valid
+    quiet_tensorflow()  # TensorFlow: only once the flags are valid
+    from supervised_reptile.cli import read_splits, run_experiment
     splits = read_splits('omniglot', args)
-    run_experiment(args, 'omniglot', splits['train'], [('Train', splits['train']), ('Test', splits['test'])])
+    run_experiment(args, 'omniglot', splits, [('Train', 'train'), ('Test', 'test')])
 
 
 if __name__ == '__main__':

@@ -1,10 +1,14 @@
 """Installs the supervised_reptile package and its command-line dependencies."""
 
+import re
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r"__version__ = '(.+)'", open('supervised_reptile/__init__.py').read()).group(1)
 
 setup(
     name='supervised-reptile-tf2',
-    version='0.1.0',
+    version=VERSION,
     description='Reptile and first-order MAML for few-shot classification (TensorFlow 2 / Keras 3)',
     packages=find_packages(include=['supervised_reptile', 'supervised_reptile.*']),
     package_data={'supervised_reptile': ['demo_page.html']},
@@ -12,4 +16,6 @@ setup(
     python_requires='>=3.11',
     install_requires=['tensorflow>=2.16', 'keras>=3', 'tensorboard', 'numpy', 'pillow', 'absl-py'],
     extras_require={'test': ['pytest', 'selenium']},
+    entry_points={'console_scripts': [f'reptile-{tool}=supervised_reptile.{tool}:cli'
+                                      for tool in ('fewshot', 'demo', 'compare', 'export')]},
 )

@@ -27,6 +27,7 @@ import tensorflow as tf
 from supervised_reptile.models import MODELS
 from supervised_reptile.optimizers import Adam
 from supervised_reptile.reptile import Reptile
+from supervised_reptile.tasks import Task, task_of_batches
 
 TRAIN_SETTINGS = {  # name: (model, classes, train shots, inner batch, inner iters, meta batch)
     'omniglot_5w': ('omniglot', 5, 10, 10, 5, 5),
@@ -115,15 +116,17 @@ def random_tasks(rng, name):
 
 
 def random_episodes(rng):
-    """`EVAL_EPISODES` 1-shot 5-way episodes: (images [50, 5, ...], labels, support, query)."""
-    return [(random_images(rng, 'omniglot', (50, 5)), rng.integers(0, 5, (50, 5), dtype=np.int32),
-             random_images(rng, 'omniglot', (5,)), random_images(rng, 'omniglot', (5,)))
+    """`EVAL_EPISODES` 1-shot 5-way episodes as `Reptile.evaluate` takes them: (task of 5
+    support images and 50 inner batches of 5 of them, 5 query images)."""
+    return [(Task(random_images(rng, 'omniglot', (5,)), np.arange(5, dtype=np.int32),
+                  list(rng.integers(0, 5, (50, 5), dtype=np.int32))), random_images(rng, 'omniglot', (5,)))
             for _ in range(EVAL_EPISODES)]
 
 
-def as_batches(episodes):
-    """Episodes as `Reptile.evaluate` takes them: (list of inner batches, support, query)."""
-    return [(list(zip(xs, ys)), support, query) for xs, ys, support, query in episodes]
+def as_arrays(episodes):
+    """Episodes as `Naive.evaluate` takes them: (batch images, batch labels, support, query)."""
+    return [(task.images[np.stack(task.batches)], task.labels[np.stack(task.batches)], task.images, query)
+            for task, query in episodes]
 
 
 def bench_training(name, impl, repeats):
@@ -135,8 +138,8 @@ def bench_training(name, impl, repeats):
         step = lambda: algo.train_step(tasks, 0.5)
     else:
         algo = Reptile(model, Adam(1e-3), compute_dtype='bfloat16' if impl.endswith('bf16') else None)
-        task_batches = [list(zip(xs, ys)) for xs, ys in tasks]
-        step = lambda: algo.train_step(task_batches, 0.5, parallel=impl.startswith('parallel'))
+        ours = [task_of_batches(list(zip(xs, ys))) for xs, ys in tasks]
+        step = lambda: algo.train_step(ours, 0.5, parallel=impl.startswith('parallel'))
     seconds = _time(step, repeats)
     flops = 3 * forward_flops(model) * batch * iters * meta_batch
     return {'name': name, 'impl': impl, 'unit': 'meta_iter', 'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
@@ -148,12 +151,12 @@ def bench_eval(name, impl, repeats):
     episodes = random_episodes(np.random.default_rng(0))
     if impl == 'naive':
         algo = Naive(model, transductive=transductive)
-        run = lambda: algo.evaluate(episodes)
+        arrays = as_arrays(episodes)
+        run = lambda: algo.evaluate(arrays)
     else:
         algo = Reptile(model, Adam(1e-3), transductive=transductive,
                        compute_dtype='bfloat16' if impl.endswith('bf16') else None)
-        ours = as_batches(episodes)
-        run = lambda: algo.evaluate(ours)
+        run = lambda: algo.evaluate(episodes)
     seconds = _time(run, repeats) / EVAL_EPISODES
     flops = 3 * forward_flops(model) * 5 * 50 + forward_flops(model) * (5 if transductive else 5 * 6)
     return {'name': name, 'impl': impl, 'unit': 'eval_task', 'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
@@ -169,8 +172,8 @@ def bench_long_run(iterations):
         if i == iterations // 4:
             start = _resident_mb()
         if i % 50 == 0:
-            algo.evaluate(as_batches(random_episodes(rng)))
-        algo.train_step([list(zip(xs, ys)) for xs, ys in random_tasks(rng, 'omniglot_5w')], 0.5)
+            algo.evaluate(random_episodes(rng))
+        algo.train_step([task_of_batches(list(zip(xs, ys))) for xs, ys in random_tasks(rng, 'omniglot_5w')], 0.5)
     end = _resident_mb()
     return {'name': 'omniglot_5w_long_run', 'impl': 'exact', 'unit': 'meta_iter', 'iterations': iterations,
             'rss_start_mb': start, 'rss_end_mb': end, 'rss_growth_mb': end - start}

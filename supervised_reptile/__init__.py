@@ -3,3 +3,5 @@
 A reimplementation of OpenAI's `supervised-reptile` (Nichol, Achiam & Schulman, "On
 First-Order Meta-Learning Algorithms", 2018) that computes what the original computes.
 """
+
+__version__ = '0.2.0'

@@ -6,6 +6,7 @@ imports TensorFlow, so flag errors come back at once.
 """
 
 import argparse
+import math
 import sys
 
 from .errors import InputError
@@ -20,8 +21,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def argument_parser(data_dir, omniglot=False):
-    """The original's flags, plus --data-dir (default `data_dir`), --resume and, for
-    Omniglot, --train-chars."""
+    """The original's flags, plus --data-dir (default `data_dir`), --resume, the flags of
+    speed, precision, distribution and results files, and, for Omniglot, --train-chars."""
     parser = _Parser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--pretrained', help='evaluate a pre-trained model', action='store_true', default=False)
     parser.add_argument('--seed', help='random seed', default=0, type=int)
@@ -53,8 +54,23 @@ def argument_parser(data_dir, omniglot=False):
     parser.add_argument('--parallel-tasks', action='store_true',
                         help='run the tasks of a meta-batch at once, each from the same optimizer state '
                              '(faster; not the original\'s sequential semantics, see README)')
-    parser.add_argument('--precision', choices=('float32', 'bfloat16'), default='float32',
-                        help='precision of the network\'s computations (weights stay float32)')
+    parser.add_argument('--precision', choices=('float32', 'bfloat16', 'float64'), default='float32',
+                        help='bfloat16: the network computes in bfloat16 (weights and optimizer state stay float32); '
+                             'float64: everything in float64, as the golden parity tests')
+    parser.add_argument('--eval-parallel', type=int, default=None, metavar='N',
+                        help='evaluation episodes fine-tuned at once (default: as many as fit a share of the '
+                             'device\'s memory); results do not depend on it')
+    parser.add_argument('--eval-interval-samples', type=int, default=0, metavar='N',
+                        help='also average N tasks per periodic evaluation (drawn apart from the training tasks)')
+    parser.add_argument('--results', metavar='FILE', help='write per-task evaluation results as JSON lines')
+    parser.add_argument('--deterministic', action='store_true',
+                        help='deterministic TensorFlow ops (tf.config.experimental.enable_op_determinism), '
+                             'so that runs and resumed runs repeat exactly on GPUs too')
+    parser.add_argument('--distribute', choices=('mirrored', 'multi-worker'), default=None,
+                        help='split --parallel-tasks meta-batches and evaluation episodes across devices '
+                             '(mirrored: this machine\'s GPUs) or machines (multi-worker: TF_CONFIG or SLURM)')
+    parser.add_argument('--cpu-replicas', type=int, default=None, metavar='N',
+                        help='with --distribute mirrored and no GPU: N logical CPU devices')
     if omniglot:
         parser.add_argument('--train-chars', help='characters in the training split', default=1200, type=int)
     return parser
@@ -63,13 +79,22 @@ def argument_parser(data_dir, omniglot=False):
 def parse(parser, argv=None):
     """Parse and check flags; impossible values exit with status 2 and a one-line reason."""
     args = parser.parse_args(argv)
-    positive = ['classes', 'shots', 'inner_batch', 'inner_iters', 'meta_batch', 'meta_iters',
-                'eval_batch', 'eval_iters', 'eval_samples', 'eval_interval', 'train_chars']
-    for name in (n for n in positive if hasattr(args, n)):
+    positive = ['classes', 'shots', 'inner_batch', 'inner_iters', 'meta_batch', 'meta_iters', 'eval_batch',
+                'eval_iters', 'eval_samples', 'eval_interval', 'train_chars', 'eval_parallel', 'cpu_replicas']
+    for name in (n for n in positive if getattr(args, n, None) is not None):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1, got {getattr(args, name)}')
+    for name in ('learning_rate', 'meta_step', 'meta_step_final', 'weight_decay'):
+        if not math.isfinite(getattr(args, name)):
+            parser.error(f'--{name.replace("_", "-")} must be a finite number, got {getattr(args, name)}')
+    if not 0 <= args.seed < 2 ** 32:
+        parser.error(f'--seed must be in [0, 2**32), got {args.seed}')
+    if args.eval_interval_samples < 0:
+        parser.error(f'--eval-interval-samples must be 0 (off) or positive, got {args.eval_interval_samples}')
     if args.resume and args.pretrained:
         parser.error('--resume continues training; --pretrained only evaluates: drop one of them')
+    if args.cpu_replicas is not None and args.distribute != 'mirrored':
+        parser.error('--cpu-replicas applies to --distribute mirrored: add it or drop --cpu-replicas')
     if args.train_shots < 0:
         parser.error(f'--train-shots must be 0 (use --shots) or positive, got {args.train_shots}')
     if args.learning_rate <= 0:
@@ -106,6 +131,7 @@ def train_kwargs(args):
         'eval_inner_batch_size': args.eval_batch,
         'eval_inner_iters': args.eval_iters,
         'eval_interval': args.eval_interval,
+        'eval_interval_samples': args.eval_interval_samples,
         'parallel_tasks': args.parallel_tasks,
     }
 
@@ -119,6 +145,7 @@ def evaluate_kwargs(args):
         'eval_inner_iters': args.eval_iters,
         'replacement': args.replacement,
         'num_samples': args.eval_samples,
+        'episodes_per_call': args.eval_parallel,
     }
 
 

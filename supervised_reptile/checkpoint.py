@@ -4,8 +4,8 @@ A checkpoint is a TF1 tensor bundle (`model.ckpt-N.index` + `.data-00000-of-0000
 the `checkpoint` state file, with the original's variable names (`conv2d/kernel`,
 `batch_normalization_1/gamma`, `dense/bias/Adam_1`, `beta2_power`, ...). So the original's
 `tf.train.Saver` can restore ours, and ours loads the original's, through one code path.
-Extra entries under `reptile/` (the inner step count, and for resuming: the meta-iteration
-and Python's random state) are ignored by the original.
+Extra entries under `reptile/` (the inner step count, the inner optimizer's name, and for
+resuming: the meta-iteration and Python's random states) are ignored by the original.
 
 `load_pretrained` is the one entry point for evaluation: it reads the architecture from a
 checkpoint folder (or bundle prefix) or from the web demo's `.npz`, builds that model and
@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from .errors import InputError
 from .models import MODELS
-from .optimizers import Preconditioned, inner_optimizer
+from .optimizers import Adam, Preconditioned, inner_optimizer
 from .reptile import Reptile
 
 PREFIX = 'model.ckpt'
@@ -31,6 +31,8 @@ MAX_TO_KEEP = 5  # as tf.train.Saver
 STEP_KEY = 'reptile/inner_step'
 ITERATION_KEY = 'reptile/meta_iteration'
 RANDOM_KEY = 'reptile/python_random_state'
+EVAL_RANDOM_KEY = 'reptile/eval_random_state'  # the stream of --eval-interval-samples
+OPTIMIZER_KEY = 'reptile/optimizer'
 
 
 def original_names(model):
@@ -60,8 +62,9 @@ def state_tensors(algo):
     return tensors
 
 
-def save(directory, meta_iteration, algo):
-    """Write `model.ckpt-<meta_iteration>` atomically and make it the latest.
+def save(directory, meta_iteration, algo, eval_stream=None):
+    """Write `model.ckpt-<meta_iteration>` atomically and make it the latest, with the
+    state of `random` (and of `eval_stream`, a `tasks.RandomStream`) for resuming.
 
     The bundle is written under a temporary prefix and renamed into place; only then does
     the `checkpoint` file (itself replaced atomically) point to it. A kill at any moment
@@ -73,7 +76,10 @@ def save(directory, meta_iteration, algo):
         tensors['beta1_power'] = tf.cast(tensors['beta1_power'], tf.int32)
     tensors[STEP_KEY] = algo.optimizer_state['step']
     tensors[ITERATION_KEY] = tf.constant(meta_iteration, tf.int64)
+    tensors[OPTIMIZER_KEY] = tf.constant(type(algo.optimizer).__name__)
     tensors[RANDOM_KEY] = tf.constant(json.dumps(random.getstate()))
+    if eval_stream is not None:
+        tensors[EVAL_RANDOM_KEY] = tf.constant(json.dumps(eval_stream.state))
     final = os.path.join(directory, f'{PREFIX}-{meta_iteration}')
     temp = os.path.join(directory, f'.tmp-{PREFIX}-{meta_iteration}')
     tf.raw_ops.SaveV2(prefix=temp, tensor_names=list(tensors), shape_and_slices=[''] * len(tensors),
@@ -153,8 +159,7 @@ def _unreadable(prefix, exc):
 
 def load(path, algo):
     """Restore weights and optimizer state from a bundle prefix or the latest checkpoint in a
-    folder (ours or the original's); returns the prefix. A checkpoint without any optimizer
-    state leaves the optimizer fresh."""
+    folder (ours or the original's); returns the prefix."""
     prefix, reader = _open(path)
     _restore(prefix, reader, algo)
     return prefix
@@ -163,11 +168,10 @@ def load(path, algo):
 def _restore(prefix, reader, algo):
     """Assign every weight and optimizer tensor `algo` has from `reader`, all or nothing."""
     shapes = reader.get_variable_to_shape_map()
+    if isinstance(algo.optimizer, Adam) and stored_optimizer(reader) != 'Adam':
+        raise InputError(f'checkpoint {prefix} holds no Adam state: it was trained with --sgd; '
+                         'add --sgd to fine-tune it as it was trained')
     targets = state_tensors(algo)
-    weights = set(original_names(algo.model))
-    if not any(name in shapes for name in targets if name not in weights):
-        # weights only (e.g. exported from the web demo): the optimizer starts fresh
-        targets = {name: target for name, target in targets.items() if name in weights}
     for name, target in targets.items():
         if name not in shapes:
             raise InputError(f'checkpoint {prefix} has no {name}: it was written for another model '
@@ -185,10 +189,23 @@ def _restore(prefix, reader, algo):
     algo.optimizer_state['step'].assign(steps)
 
 
-def resume(directory, algo):
+def stored_optimizer(reader):
+    """The inner optimizer a checkpoint was trained with: recorded by us, else 'Adam' when
+    it holds Adam slots, 'Preconditioned' when it holds the web demo's `adam_v`, else 'SGD'."""
+    if reader.has_tensor(OPTIMIZER_KEY):
+        return reader.get_tensor(OPTIMIZER_KEY).decode()
+    names = reader.get_variable_to_shape_map()
+    for slot, optimizer in (('/Adam', 'Adam'), ('/adam_v', 'Preconditioned')):
+        if any(name.endswith(slot) for name in names):
+            return optimizer
+    return 'SGD'
+
+
+def resume(directory, algo, eval_stream=None):
     """Restore everything a training run needs to continue exactly where the latest
     checkpoint in `directory` was written: weights, optimizer state and Python's random
-    state. Returns the meta-iteration to continue from (0 when there is no checkpoint)."""
+    states (the global one, and `eval_stream`'s if given). Returns the meta-iteration to
+    continue from (0 when there is no checkpoint)."""
     if not os.path.isfile(os.path.join(directory, 'checkpoint')):
         return 0
     prefix, reader = _open(directory)
@@ -196,9 +213,16 @@ def resume(directory, algo):
         raise InputError(f'the checkpoint in {directory} was not written by this project\'s training '
                          'and cannot be resumed: evaluate it with --pretrained instead')
     _restore(prefix, reader, algo)
-    version, internal, gauss = json.loads(reader.get_tensor(RANDOM_KEY))
-    random.setstate((version, tuple(internal), gauss))
+    random.setstate(_random_state(reader, RANDOM_KEY))
+    if eval_stream is not None and reader.has_tensor(EVAL_RANDOM_KEY):
+        eval_stream.state = _random_state(reader, EVAL_RANDOM_KEY)
     return int(reader.get_tensor(ITERATION_KEY)) + 1
+
+
+def _random_state(reader, key):
+    """A `random.getstate()` stored as JSON under `key`."""
+    version, internal, gauss = json.loads(reader.get_tensor(key))
+    return version, tuple(internal), gauss
 
 
 def _inner_steps(reader, shapes, algo):
@@ -212,26 +236,36 @@ def _inner_steps(reader, shapes, algo):
     return 0
 
 
-def load_pretrained(path, learning_rate=1e-3, sgd=False, transductive=False, weight_decay_rate=1.0,
-                    compute_dtype=None):
+def load_pretrained(path, learning_rate=1e-3, sgd=None, transductive=False, weight_decay_rate=1.0,
+                    precision=None):
     """A Reptile instance holding the model stored at `path`, ready to evaluate.
 
-    `path` is a checkpoint folder or bundle prefix (ours or the original's: Adam, or SGD
-    with `sgd`) or the web demo's `.npz`, which fine-tunes with its own preconditioned rule.
-    The model's `name` is its data set ('omniglot' or 'miniimagenet').
+    `path` is a checkpoint folder or bundle prefix (ours or the original's) or the web
+    demo's `.npz`. The model fine-tunes with the inner optimizer it was trained with: the
+    web demo's preconditioned rule, Adam, or SGD. `sgd` is the --sgd flag: True also
+    fine-tunes an Adam checkpoint with SGD (as the original allowed), False refuses an SGD
+    checkpoint, None takes what is stored. `precision` is 'float64' (model and optimizer
+    state in float64), 'bfloat16' (computations in bfloat16) or float32 (None). The model's
+    `name` is its data set ('omniglot' or 'miniimagenet').
     """
+    dtype = 'float64' if precision == 'float64' else 'float32'
+    kwargs = dict(transductive=transductive, weight_decay_rate=weight_decay_rate,
+                  compute_dtype=None if precision == 'float64' else precision)
     if str(path).endswith('.npz'):
-        return _load_webdemo(path, transductive, weight_decay_rate, compute_dtype)
+        return _load_webdemo(path, dtype, kwargs)
     prefix, reader = _open(path)
     shapes = reader.get_variable_to_shape_map()
     if 'conv2d/kernel' not in shapes or 'dense/bias' not in shapes:
         raise InputError(f'checkpoint {prefix} holds no Reptile model (no conv2d/kernel or dense/bias)')
     in_channels, filters = shapes['conv2d/kernel'][2:]
     model = MODELS['miniimagenet' if in_channels == 3 else 'omniglot'](
-        shapes['dense/bias'][0], filters=filters, conv_bias='conv2d/bias' in shapes)
-    optimizer = inner_optimizer(learning_rate, sgd)
-    algo = Reptile(model, optimizer, transductive=transductive, weight_decay_rate=weight_decay_rate,
-                   compute_dtype=compute_dtype)
+        shapes['dense/bias'][0], filters=filters, conv_bias='conv2d/bias' in shapes, dtype=dtype)
+    stored = stored_optimizer(reader)
+    if stored == 'Preconditioned':
+        optimizer = Preconditioned([np.zeros(w.shape) for w in model.trainable_weights])  # restored below
+    else:
+        optimizer = inner_optimizer(learning_rate, stored == 'SGD' if sgd is None else sgd)
+    algo = Reptile(model, optimizer, **kwargs)
     _restore(prefix, reader, algo)
     return algo
 
@@ -244,19 +278,21 @@ def check_model(algo, dataset, num_classes):
                          f'{num_classes}-way {dataset} one: pass --classes {classes} or another checkpoint')
 
 
-def _load_webdemo(path, transductive, weight_decay_rate, compute_dtype):
+def _load_webdemo(path, dtype, kwargs):
     """The web demo's parameters (`conv{0..3}/{kernel,gamma,beta}`, `dense/{kernel,bias}`,
     each with `<key>/adam_v`): an Omniglot model without conv biases."""
+    keys = [f'conv{i}/{w}' for i in range(4) for w in ('kernel', 'gamma', 'beta')] + ['dense/kernel', 'dense/bias']
     try:
         arrays = dict(np.load(path))
-        keys = [f'conv{i}/{w}' for i in range(4) for w in ('kernel', 'gamma', 'beta')] + ['dense/kernel', 'dense/bias']
         values = [arrays[k] for k in keys]
         second_moments = [arrays[f'{k}/adam_v'] for k in keys]
-    except (OSError, ValueError, KeyError) as exc:
+        model = MODELS['omniglot'](values[-1].shape[0], filters=values[0].shape[-1], conv_bias=False, dtype=dtype)
+    except (OSError, ValueError, KeyError, IndexError) as exc:
         raise InputError(f'cannot read web-demo parameters {path} ({exc}): expected the published '
                          'reptile_webdemo_*.npz') from None
-    model = MODELS['omniglot'](values[-1].shape[0], filters=values[0].shape[-1], conv_bias=False)
-    for var, value in zip(model.trainable_variables, values):
+    for key, var, value, moment in zip(keys, model.trainable_variables, values, second_moments):
+        if value.shape != tuple(var.shape) or moment.shape != value.shape:
+            raise InputError(f'web-demo parameters {path} hold {key} of shape {value.shape} (adam_v '
+                             f'{moment.shape}), the model needs {tuple(var.shape)}: the file is not the published one')
         var.assign(value)
-    return Reptile(model, Preconditioned(second_moments), transductive=transductive,
-                   weight_decay_rate=weight_decay_rate, compute_dtype=compute_dtype)
+    return Reptile(model, Preconditioned(second_moments), **kwargs)

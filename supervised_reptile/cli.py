@@ -4,14 +4,17 @@ train-or-restore-then-evaluate flow of the original's scripts."""
 import random
 
 import keras
+import tensorflow as tf
 
-from . import checkpoint
+from . import checkpoint, distribute, miniimagenet, omniglot, runs
 from .args import check_split, evaluate_kwargs, train_kwargs
+from .errors import InputError
 from .eval import accuracy_line, evaluate
-from . import miniimagenet, omniglot
 from .models import MODELS, keeps_random
 from .optimizers import inner_optimizer
 from .reptile import FOML, Reptile
+from .results import ResultsFile
+from .tasks import RandomStream
 from .train import train
 
 
@@ -26,43 +29,67 @@ def read_splits(dataset, args):
     return {'train': list(omniglot.augment_dataset(train_set)), 'test': test_set}
 
 
-def run_experiment(args, dataset, train_set, eval_sets):
+def run_experiment(args, dataset, splits, eval_sets):
     """Train (or resume, or restore with --pretrained), then print one accuracy line per
     evaluation set. `dataset` names the model ('omniglot' or 'miniimagenet'); `eval_sets`
-    is [(name, classes)], the last one being the test set."""
-    for name, classes in eval_sets:
-        check_split(classes, name.lower(), args.classes, args.shots + 1)
+    is [(name, split)], the last one being the test set."""
+    runner = distribute.make_runner(args.distribute, args.cpu_replicas)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    results = ResultsFile(args.results, vars(args), args.checkpoint)
+    for name, split in eval_sets:
+        check_split(splits[split], name.lower(), args.classes, args.shots + 1)
     if args.pretrained:
         print('Restoring from checkpoint...')
         algo = checkpoint.load_pretrained(args.checkpoint, args.learning_rate, args.sgd, args.transductive,
                                           args.weight_decay, args.precision)
         checkpoint.check_model(algo, dataset, args.classes)
     else:
-        check_split(train_set, 'training', args.classes, args.train_shots or args.shots)
-        model = _seeded_model(dataset, args.classes, args.seed)
-        algo = algorithm(args, model)
-        start = checkpoint.resume(args.checkpoint, algo) if args.resume else 0
+        algo = _train(args, dataset, splits, runner)
+    if runner.is_chief:
+        print('Evaluating...')
+    for name, split in eval_sets:
+        outcomes = evaluate(algo, splits[split], runner=runner, **evaluate_kwargs(args))
+        results.add(split, outcomes)
+        if runner.is_chief:
+            print(accuracy_line(name, outcomes))
+    if runner.is_chief:
+        results.write()
+
+
+def _train(args, dataset, splits, runner):
+    """Meta-train a new model, or resume the run in --checkpoint; returns the algorithm."""
+    check_split(splits['train'], 'training', args.classes, args.train_shots or args.shots)
+    if runner.replicas > 1 and not args.parallel_tasks:
+        raise InputError(f'--distribute splits meta-batches across replicas ({runner.replicas} here), which the '
+                         'exact sequential mode cannot do: add --parallel-tasks')
+    if args.meta_batch < runner.replicas:
+        raise InputError(f'--meta-batch {args.meta_batch} gives some of the {runner.replicas} replicas no task: '
+                         f'raise it to at least {runner.replicas}')
+    runs.check_or_record(args.checkpoint, args, runs.data_digest(splits, args.data_dir), write=runner.is_chief)
+    algo = algorithm(args, _seeded_model(dataset, args.classes, args.seed, args.precision))
+    eval_stream = RandomStream(f'eval-interval-samples/{args.seed}') if args.eval_interval_samples else None
+    start = checkpoint.resume(args.checkpoint, algo, eval_stream) if args.resume else 0
+    if runner.is_chief:
         print(f'Resuming at meta-iteration {start}...' if start else 'Training...')
-        train(algo, train_set, eval_sets[-1][1], args.checkpoint, start_iteration=start, **train_kwargs(args))
-    print('Evaluating...')
-    for name, classes in eval_sets:
-        print(accuracy_line(name, evaluate(algo, classes, **evaluate_kwargs(args)), args.classes))
+    train(algo, splits['train'], splits['test'], args.checkpoint, start_iteration=start, eval_stream=eval_stream,
+          runner=runner, **train_kwargs(args))
+    return algo
 
 
 def algorithm(args, model):
     """The Reptile or FOML instance the flags ask for."""
     optimizer = inner_optimizer(args.learning_rate, args.sgd)
     kwargs = dict(transductive=args.transductive, weight_decay_rate=args.weight_decay,
-                  compute_dtype=args.precision)
+                  compute_dtype='bfloat16' if args.precision == 'bfloat16' else None)
     if args.foml:
         return FOML(model, optimizer, tail_shots=args.foml_tail, **kwargs)
     return Reptile(model, optimizer, **kwargs)
 
 
 @keeps_random
-def _seeded_model(dataset, num_classes, seed):
+def _seeded_model(dataset, num_classes, seed, precision):
     """A model whose initial weights depend only on `seed` (seeding Keras seeds `random`
-    too, which the tasks must not see)."""
+    too, which the tasks must not see); float64 with --precision float64."""
     keras.utils.set_random_seed(seed)
-    return MODELS[dataset](num_classes)
-
+    return MODELS[dataset](num_classes, dtype='float64' if precision == 'float64' else 'float32')

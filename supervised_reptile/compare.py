@@ -10,10 +10,11 @@ its 95% confidence interval (normal approximation over per-task differences).
 """
 
 import itertools
-import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from .startup import quiet_tensorflow
+
+quiet_tensorflow()  # before the imports below, which start TensorFlow
 
 import numpy as np  # noqa: E402
 
@@ -22,6 +23,7 @@ from .args import argument_parser, check_split, evaluate_kwargs, parse  # noqa: 
 from .cli import read_splits  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .eval import accuracy_line, evaluate_paired, mean_and_ci  # noqa: E402
+from .results import ResultsFile  # noqa: E402
 
 
 def main(argv=None):
@@ -34,6 +36,7 @@ def main(argv=None):
     args = parse(parser, argv)
     if args.dataset == 'miniimagenet' and args.data_dir == 'data/omniglot':
         args.data_dir = 'data/miniimagenet'
+    results = ResultsFile(args.results, vars(args), args.checkpoints)
     splits = read_splits(args.dataset, args)
     if args.split not in splits:
         parser.error(f'--split must be one of {", ".join(splits)} for {args.dataset}')
@@ -45,15 +48,23 @@ def main(argv=None):
         checkpoint.check_model(algo, args.dataset, args.classes)
         algos.append(algo)
     kwargs = evaluate_kwargs(args)
-    results = evaluate_paired(algos, splits[args.split], kwargs.pop('num_classes'), kwargs.pop('num_shots'),
-                              **kwargs)
-    for path, correct in zip(args.checkpoints, results):
-        print(accuracy_line(path, correct, args.classes))
-    for (i, a), (j, b) in itertools.combinations(enumerate(results), 2):
-        mean, half_width = mean_and_ci((np.array(b) - np.array(a)) / args.classes)
+    outcomes = evaluate_paired(algos, splits[args.split], kwargs.pop('num_classes'), kwargs.pop('num_shots'),
+                               **kwargs)
+    for path, model_outcomes in zip(args.checkpoints, outcomes):
+        print(accuracy_line(path, model_outcomes))
+        results.add(args.split, model_outcomes, model=path)
+    for (i, a), (j, b) in itertools.combinations(enumerate(outcomes), 2):
+        differences = [y.correct / y.total - x.correct / x.total for x, y in zip(a, b)]
+        mean, half_width = mean_and_ci(differences)
         print(f'{args.checkpoints[j]} - {args.checkpoints[i]}: {mean:+.4f} ± {half_width:.4f} '
               f'(95% CI of the paired difference, {len(a)} tasks)')
+    results.write()
+
+
+def cli():
+    """The console command."""
+    guarded(lambda: main(sys.argv[1:]))
 
 
 if __name__ == '__main__':
-    guarded(lambda: main(sys.argv[1:]))
+    cli()

@@ -19,14 +19,15 @@ import argparse
 import http.server
 import importlib.resources
 import json
-import os
 import sys
 import threading
 import time
 import traceback
 import urllib.parse
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from .startup import quiet_tensorflow
+
+quiet_tensorflow()  # before the imports below, which start TensorFlow
 
 import numpy as np  # noqa: E402
 
@@ -213,5 +214,10 @@ def main(argv=None):
         server.server_close()
 
 
-if __name__ == '__main__':
+def cli():
+    """The console command."""
     guarded(lambda: main(sys.argv[1:]))
+
+
+if __name__ == '__main__':
+    cli()

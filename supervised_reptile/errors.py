@@ -1,11 +1,14 @@
-"""The one exception type for bad input (data, flags, checkpoints).
+"""How every command ends on bad input or a stop signal: one line, never a traceback.
 
-Command-line tools catch it and print its message as a single line with exit status 2,
-so every message should name the problem and the fix.
+`InputError` is the one exception type for bad input (data, flags, checkpoints); its
+message names the problem and the fix. `guarded` runs a command's main function and turns
+an InputError into exit status 2, Ctrl-C into 130 and SIGTERM into 143 (see `signals`).
 """
 
-
+import signal
 import sys
+
+from .signals import Stopped, raise_on_sigterm
 
 
 class InputError(Exception):
@@ -13,9 +16,20 @@ class InputError(Exception):
 
 
 def guarded(main):
-    """Run `main`; bad input ends with one line on stderr and exit status 2."""
+    """Run `main`; bad input and stop signals end with one line on stderr and the status."""
+    raise_on_sigterm()
     try:
         main()
     except InputError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        sys.exit(2)
+        _exit(f'error: {exc}', 2)
+    except KeyboardInterrupt:
+        _exit('stopped by SIGINT (Ctrl-C)', 128 + signal.SIGINT)
+    except Stopped as exc:
+        _exit(str(exc), exc.exit_status)
+
+
+def _exit(line, status):
+    """Print `line` on stderr, on a row of its own, and exit with `status`."""
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    sys.exit(status)

@@ -11,10 +11,11 @@ trained).
 """
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from .startup import quiet_tensorflow
+
+quiet_tensorflow()  # before the imports below, which start TensorFlow
 
 from . import checkpoint  # noqa: E402
 from .errors import guarded  # noqa: E402
@@ -40,5 +41,10 @@ def main(argv=None):
         print(args.keras)
 
 
-if __name__ == '__main__':
+def cli():
+    """The console command."""
     guarded(lambda: main(sys.argv[1:]))
+
+
+if __name__ == '__main__':
+    cli()

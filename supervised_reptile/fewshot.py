@@ -17,11 +17,12 @@ of the support images plus the query. Prints one JSON line: {"probs": [...]}.
 
 import argparse
 import json
-import os
 import random
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from .startup import quiet_tensorflow
+
+quiet_tensorflow()  # before the imports below, which start TensorFlow
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -30,7 +31,7 @@ from . import checkpoint, drawing, miniimagenet, omniglot  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 from .optimizers import Preconditioned  # noqa: E402
-from .tasks import inner_batches  # noqa: E402
+from .tasks import make_task  # noqa: E402
 
 WEBDEMO_STEPS = 5
 
@@ -49,8 +50,8 @@ def classify(algo, support, query, inner_iters, inner_batch):
     """
     samples = list(zip(support, range(len(support))))
     random.seed(0)
-    batches = inner_batches(samples, inner_batch, inner_iters, False)
-    logits = algo.evaluate([(batches, np.stack(support), np.stack([query]))])[0, 0]
+    task = make_task(samples, inner_batch, inner_iters, False)
+    logits = algo.evaluate([(task, np.stack([query]))])[0, 0]
     return tf.nn.softmax(tf.cast(logits, tf.float64)).numpy()
 
 
@@ -138,5 +139,10 @@ def main(argv=None):
     print(json.dumps({'probs': probs.tolist()}))
 
 
-if __name__ == '__main__':
+def cli():
+    """The console command."""
     guarded(lambda: main(sys.argv[1:]))
+
+
+if __name__ == '__main__':
+    cli()

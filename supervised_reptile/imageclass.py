@@ -23,6 +23,11 @@ class ImageClass:
     def __len__(self):
         return len(self._names)
 
+    @property
+    def name(self):
+        """How results files name this class: its folder."""
+        return self.dir_path
+
     def sample(self, num_images):
         """`num_images` distinct random images of this class, as float32 arrays."""
         if num_images > len(self._names):

@@ -61,6 +61,11 @@ class Character(ImageClass):
         super().__init__(dir_path)
         self.rotation = rotation
 
+    @property
+    def name(self):
+        """The folder, and the rotation when there is one: `.../character07@90`."""
+        return f'{self.dir_path}@{self.rotation}' if self.rotation else self.dir_path
+
     def _decode(self, path):
         return read_image(path)
 

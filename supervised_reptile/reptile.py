@@ -11,6 +11,10 @@ per-example cross-entropies; weights are multiplied by the weight-decay rate bef
 inner step; during meta-training the optimizer state (moments, step count) carries over
 from task to task and across meta-iterations, while during evaluation it is used and then
 discarded with the adapted weights.
+
+Where these run and how many at once is not decided here: `memory` sizes evaluation
+calls, `distribute` splits a meta-batch or a batch of episodes across devices, calling
+`adapt` and `finish` (one meta-iteration's two halves) or `adapted_logits`.
 """
 
 import numpy as np
@@ -18,7 +22,7 @@ import tensorflow as tf
 
 from .models import apply, from_groups, to_groups
 from .optimizers import after
-from .tasks import inner_batches, split_train_test, to_arrays
+from .tasks import make_task, split_train_test
 
 
 class Reptile:
@@ -39,21 +43,29 @@ class Reptile:
         self.transductive = transductive
         self.weight_decay_rate = weight_decay_rate
         self.variables = model.trainable_variables
-        self.dtype = self.variables[0].dtype
+        self.dtype = tf.as_dtype(self.variables[0].dtype)
         self.compute_dtype = tf.as_dtype(compute_dtype or self.dtype)
         self.optimizer_state = tf.nest.map_structure(
             lambda t: tf.Variable(t, trainable=False), optimizer.init_state(self.variables))
-        work = lambda: [tf.Variable(tf.zeros(v.shape, self.dtype), trainable=False, shape=v.shape[:-1] + (None,))
+        self.make_workspace()
+
+    def make_workspace(self):
+        """Create the working copies of the weights and optimizer slots. They are ON_READ
+        variables: plain ones by default, and one per replica when created inside a
+        tf.distribute scope (see `distribute`), so that replicas run their own inner loops."""
+        work = lambda: [tf.Variable(tf.zeros(v.shape, self.dtype), trainable=False, shape=v.shape[:-1] + (None,),
+                                    synchronization=tf.VariableSynchronization.ON_READ,
+                                    aggregation=tf.VariableAggregation.SUM)
                         for v in self.variables]
         self.params = work()
-        self.slots = {name: work() for name in optimizer.slot_names}
+        self.slots = {name: work() for name in self.optimizer.slot_names}
 
-    def task_batches(self, samples, inner_batch_size, inner_iters, replacement):
-        """The inner mini-batches of one training task, as (images, labels) arrays."""
-        return inner_batches(samples, inner_batch_size, inner_iters, replacement)
+    def task(self, samples, inner_batch_size, inner_iters, replacement):
+        """The `Task` (images and inner mini-batches) of one training task's samples."""
+        return make_task(samples, inner_batch_size, inner_iters, replacement)
 
     def train_step(self, tasks, meta_step_size, parallel=False):
-        """One meta-iteration on `tasks`, each a list of (images, labels) inner batches.
+        """One meta-iteration on `tasks` (a list of `tasks.Task`).
 
         By default tasks run one after another, the optimizer state flowing from each task
         into the next, exactly as the original. With `parallel`, all tasks run at once as
@@ -61,27 +73,19 @@ class Reptile:
         meta-iteration, and afterwards the state's moments are the mean over tasks and its
         step count has advanced by one task's steps.
         """
-        heads, last_x, last_y = _stack_tasks(tasks)
         meta_step_size = tf.constant(meta_step_size, self.dtype)
-        if parallel:
-            xs, ys = (np.swapaxes(a, 0, 1) for a in heads)  # [batches, tasks, batch, ...]
-            self._train_parallel(xs, ys, last_x, last_y, meta_step_size)
-        else:
-            xs, ys = (np.expand_dims(a, 2) for a in heads)  # [tasks, batches, 1, batch, ...]
-            self._train(xs, ys, last_x[:, None], last_y[:, None], meta_step_size)
+        train = self._train_parallel if parallel else self._train
+        train(*stack_tasks(tasks), meta_step_size)
 
     def evaluate(self, episodes):
         """Query logits [episodes, queries, classes] after fine-tuning on each episode.
 
-        `episodes` is a list of (inner batches, support images, query images); all run at
-        once, each from the current weights and optimizer state, which stay unchanged.
-        Transductive: one batch of all queries. Otherwise each query is classified in a
-        batch of the support images plus that query, so batch norm sees one query at a time.
+        `episodes` is a list of (task, query images); all run at once, each from the
+        current weights and optimizer state, which stay unchanged. Transductive: one batch
+        of all queries. Otherwise each query is classified in a batch of the task's images
+        plus that query, so batch norm sees one query at a time.
         """
-        batches, support_x, query_x = zip(*episodes)
-        xs = np.stack([np.stack([x for x, _ in b]) for b in batches], axis=1)  # [batches, episodes, ...]
-        ys = np.stack([np.stack([y for _, y in b]) for b in batches], axis=1)
-        return self._adapted_logits(xs, ys, np.stack(support_x), np.stack(query_x)).numpy()
+        return self._evaluate(*stack_episodes(episodes)).numpy()
 
     def _task_result(self, before_last, final):
         """What a task contributes to the meta-update: its adapted weights."""
@@ -92,44 +96,74 @@ class Reptile:
         return [i + (m - i) * meta_step_size for i, m in zip(initial, mean_result)]
 
     @tf.function
-    def _train(self, xs, ys, last_x, last_y, meta_step_size):
+    def _train(self, images, labels, heads, last, meta_step_size):
         initial = [tf.convert_to_tensor(v) for v in self.variables]
         counters = self._snapshot(1)
         total = [tf.zeros_like(p) for p in initial]
-        num_tasks = tf.shape(xs)[0]
+        num_tasks = tf.shape(images)[0]
         for t in tf.range(num_tasks):
             counters = self._assign(self.params, initial, counters)
-            counters = self._inner_loop(counters, xs[t], ys[t])
+            pool = (images[t][None], labels[t][None])
+            counters = self._inner_loop(counters, pool, heads[t][None])
             before_last = self._read(counters)
-            counters = self._step(counters, last_x[t], last_y[t])
+            counters = self._step(counters, *_gather(pool, last[t][None]))
             total = [a + r for a, r in zip(total, self._task_result(before_last, self._read(counters)))]
-        self._finish(initial, [a / tf.cast(num_tasks, a.dtype) for a in total], meta_step_size, counters, 1)
+        slots = {name: [from_groups(s, 1)[0] for s in self._read(counters, work)] for name, work in self.slots.items()}
+        self.finish([a / tf.cast(num_tasks, a.dtype) for a in total], slots, counters, meta_step_size)
 
     @tf.function
-    def _train_parallel(self, xs, ys, last_x, last_y, meta_step_size):
-        groups = tf.shape(last_x)[0]
-        initial = [tf.convert_to_tensor(v) for v in self.variables]
-        counters = self._inner_loop(self._snapshot(groups), xs, ys)
+    def _train_parallel(self, images, labels, heads, last, meta_step_size):
+        sums, slot_sums, counters = self.adapt(images, labels, heads, last)
+        num_tasks = tf.cast(tf.shape(images)[0], self.dtype)
+        self.finish(*mean((sums, slot_sums), num_tasks), counters, meta_step_size)
+
+    def adapt(self, images, labels, heads, last):
+        """The inner loops of a batch of tasks at once (stacked by `stack_tasks`), each from
+        the current weights and optimizer state: (sum over tasks of their meta-update
+        contributions, {slot: sum over tasks of its final values}, the counters after one
+        task's steps). Sums, so that replicas can add theirs up (see `distribute`)."""
+        groups = tf.shape(images)[0]
+        pool = (images, labels)
+        counters = self._inner_loop(self._snapshot(groups), pool, heads)
         before_last = self._read(counters)
-        counters = self._step(counters, last_x, last_y)
-        results = self._task_result(before_last, self._read(counters))
-        mean = [tf.reduce_mean(from_groups(r, groups), axis=0) for r in results]
-        self._finish(initial, mean, meta_step_size, counters, groups)
+        counters = self._step(counters, *_gather(pool, last))
+        total = lambda grouped: [tf.reduce_sum(from_groups(g, groups), axis=0) for g in grouped]
+        sums = total(self._task_result(before_last, self._read(counters)))
+        slot_sums = {name: total(self._read(counters, work)) for name, work in self.slots.items()}
+        return sums, slot_sums, counters
+
+    def finish(self, mean_result, slots, counters, meta_step_size):
+        """The meta-update from the tasks' mean contribution; keep the optimizer slots (as
+        given) and counters for the next meta-iteration."""
+        initial = [tf.convert_to_tensor(v) for v in self.variables]
+        for var, value in zip(self.variables, self._meta_update(initial, mean_result, meta_step_size)):
+            var.assign(value)
+        for name, values in slots.items():
+            for slot, value in zip(self.optimizer_state[name], values):
+                slot.assign(value)
+        for key, value in counters.items():
+            self.optimizer_state[key].assign(value)
 
     @tf.function
-    def _adapted_logits(self, xs, ys, support_x, query_x):
-        num_episodes, num_queries = query_x.shape[:2]
-        counters = self._inner_loop(self._snapshot(num_episodes), xs, ys)
+    def _evaluate(self, images, labels, batches, queries):
+        return self.adapted_logits(images, labels, batches, queries)
+
+    def adapted_logits(self, images, labels, batches, queries):
+        """Query logits [episodes, queries, classes] of stacked episodes (`stack_episodes`)."""
+        num_episodes, num_queries = queries.shape[:2]
+        pool = (images, labels)
+        counters = self._inner_loop(self._snapshot(num_episodes), pool, batches)
         params = self._read(counters)
-        query_x = tf.cast(query_x, self.dtype)
+        queries = tf.cast(queries, self.dtype)
         if self.transductive:
-            return self._logits(params, query_x)
-        # One group per query: the episode's weights on its support images followed by that query.
-        params = [to_groups(tf.repeat(from_groups(p, num_episodes), num_queries, axis=0)) for p in params]
-        support = tf.repeat(tf.cast(support_x, self.dtype)[:, None], num_queries, axis=1)
-        batches = tf.concat([support, query_x[:, :, None]], axis=2)
-        logits = self._logits(params, tf.reshape(batches, [-1, *batches.shape[2:]]))[:, -1]
-        return tf.reshape(logits, [num_episodes, num_queries, -1])
+            return self._logits(params, queries)
+        # Query q of every episode at once: its episode's weights on the task's images plus q.
+        support = tf.cast(images, self.dtype)
+        logits = tf.TensorArray(self.dtype, size=num_queries)
+        for q in tf.range(num_queries):
+            batch = tf.concat([support, queries[:, q][:, None]], axis=1)
+            logits = logits.write(q, self._logits(params, batch)[:, -1])
+        return tf.transpose(logits.stack(), [1, 0, 2])
 
     def _snapshot(self, groups):
         """Load the working copies with the weights and optimizer slots, repeated for `groups`
@@ -153,25 +187,16 @@ class Reptile:
         with tf.control_dependencies(tf.nest.flatten(counters)):
             return [w.read_value() for w in (self.params if work is None else work)]
 
-    def _finish(self, initial, mean_result, meta_step_size, counters, groups):
-        """Apply the meta-update to the variables and keep the (group-averaged) optimizer state."""
-        for var, value in zip(self.variables, self._meta_update(initial, mean_result, meta_step_size)):
-            var.assign(value)
-        for name, work in self.slots.items():
-            for slot, value in zip(self.optimizer_state[name], self._read(counters, work)):
-                slot.assign(tf.reduce_mean(from_groups(value, groups), axis=0))
-        for key, value in counters.items():
-            self.optimizer_state[key].assign(value)
-
     def _logits(self, params, x):
         """The network on `x` with grouped weights `params`, computed in `compute_dtype`."""
         weights = [tf.cast(w, self.compute_dtype) for w in params]
         return tf.cast(apply(self.model, weights, tf.cast(x, self.compute_dtype)), self.dtype)
 
-    def _inner_loop(self, counters, xs, ys):
-        """One inner step per batch of xs [num_batches, groups, batch, ...]."""
-        for i in tf.range(tf.shape(xs)[0]):
-            counters = self._step(counters, xs[i], ys[i])
+    def _inner_loop(self, counters, pool, batches):
+        """One inner step per column of `batches` [groups, steps, batch], indices into the
+        groups' (images, labels) `pool`."""
+        for i in tf.range(tf.shape(batches)[1]):
+            counters = self._step(counters, *_gather(pool, batches[:, i]))
         return counters
 
     def _step(self, counters, x, y):
@@ -199,11 +224,11 @@ class FOML(Reptile):
         super().__init__(*args, **kwargs)
         self.tail_shots = tail_shots
 
-    def task_batches(self, samples, inner_batch_size, inner_iters, replacement):
+    def task(self, samples, inner_batch_size, inner_iters, replacement):
         if self.tail_shots is None:
-            return super().task_batches(samples, inner_batch_size, inner_iters, replacement)
+            return super().task(samples, inner_batch_size, inner_iters, replacement)
         rest, tail = split_train_test(samples, test_shots=self.tail_shots)
-        return super().task_batches(rest, inner_batch_size, inner_iters - 1, replacement) + [to_arrays(tail)]
+        return make_task(rest, inner_batch_size, inner_iters - 1, replacement, tail=tail)
 
     def _task_result(self, before_last, final):
         """The last inner step of the task."""
@@ -213,12 +238,28 @@ class FOML(Reptile):
         return [i + m * meta_step_size for i, m in zip(initial, mean_result)]
 
 
-def _stack_tasks(tasks):
-    """((xs, ys), last_x, last_y): all but the last batch of each task [tasks, n-1, batch, ...]
-    and the last batches [tasks, batch', ...] (their size may differ: FOML's tail)."""
-    last_x, last_y = (np.stack(a) for a in zip(*[task[-1] for task in tasks]))
-    if len(tasks[0]) == 1:
-        empty = lambda a: np.zeros((len(tasks), 0) + a.shape[1:], a.dtype)
-        return (empty(last_x), empty(last_y)), last_x, last_y
-    heads = [(np.stack([x for x, _ in task[:-1]]), np.stack([y for _, y in task[:-1]])) for task in tasks]
-    return tuple(np.stack(a) for a in zip(*heads)), last_x, last_y
+def mean(sums, count):
+    """Every tensor of the nested `sums` divided by `count`."""
+    return tf.nest.map_structure(lambda s: s / count, sums)
+
+
+def _gather(pool, indices):
+    """The (images, labels) of `indices` [groups, batch] in the groups' `pool`."""
+    return tuple(tf.gather(a, indices, batch_dims=1) for a in pool)
+
+
+def stack_tasks(tasks):
+    """Tasks as the training functions take them: images [tasks, n, ...], labels [tasks, n],
+    all but the last batch [tasks, batches - 1, batch] and the last [tasks, batch'] (its size
+    may differ: FOML's tail)."""
+    images, labels = (np.stack(a) for a in zip(*[(t.images, t.labels) for t in tasks]))
+    heads = np.stack([np.stack(t.batches[:-1]) if len(t.batches) > 1 else np.zeros((0, 0), np.int32) for t in tasks])
+    return images, labels, heads, np.stack([t.batches[-1] for t in tasks])
+
+
+def stack_episodes(episodes):
+    """(task, query images) pairs as `adapted_logits` takes them: images [episodes, n, ...],
+    labels, batches [episodes, steps, batch] and queries [episodes, queries, ...]."""
+    tasks, queries = zip(*episodes)
+    images, labels = (np.stack(a) for a in zip(*[(t.images, t.labels) for t in tasks]))
+    return images, labels, np.stack([np.stack(t.batches) for t in tasks]), np.stack(queries)

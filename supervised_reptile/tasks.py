@@ -2,24 +2,47 @@
 
 These consume Python's `random` in exactly the order the original does, so a seed gives
 the original's tasks and batches. A sample is a pair (image, label index in the task).
+
+The inner loop is fed a `Task`: the task's images once, and its mini-batches as indices
+into them. A batch holds no image of its own, so a long inner loop (Mini-ImageNet's
+evaluation: 88 batches of 15 from 26 images) costs the memory of its 26 images.
 """
 
+import contextlib
 import random
+from typing import NamedTuple
 
 import numpy as np
 
 from .errors import InputError
 
 
-def sample_mini_dataset(dataset, num_classes, num_shots):
-    """`num_shots` samples of each of `num_classes` random classes of `dataset`."""
+class Task(NamedTuple):
+    """The images [n, ...] (float32) and labels [n] (int32) of a task, and its inner
+    mini-batches as index arrays into them (all of one size but maybe the last: FOML's tail)."""
+    images: np.ndarray
+    labels: np.ndarray
+    batches: list
+
+
+def sample_classes(dataset, num_classes):
+    """`num_classes` random classes of `dataset`, in task-label order."""
     if num_classes > len(dataset):
         raise InputError(f'a task needs {num_classes} classes but the split has only '
                          f'{len(dataset)}: lower --classes or use more data')
     shuffled = list(dataset)
     random.shuffle(shuffled)
-    return [(image, label) for label, cls in enumerate(shuffled[:num_classes])
-            for image in cls.sample(num_shots)]
+    return shuffled[:num_classes]
+
+
+def class_samples(classes, num_shots):
+    """`num_shots` samples of each class, labelled by the class's position."""
+    return [(image, label) for label, cls in enumerate(classes) for image in cls.sample(num_shots)]
+
+
+def sample_mini_dataset(dataset, num_classes, num_shots):
+    """`num_shots` samples of each of `num_classes` random classes of `dataset`."""
+    return class_samples(sample_classes(dataset, num_classes), num_shots)
 
 
 def mini_batches(samples, batch_size, num_batches, replacement):
@@ -73,6 +96,44 @@ def to_arrays(samples):
     return np.stack(images), np.array(labels, dtype=np.int32)
 
 
-def inner_batches(samples, batch_size, num_batches, replacement):
-    """`mini_batches` as (images, labels) arrays: what the inner loop is fed."""
-    return [to_arrays(b) for b in mini_batches(samples, batch_size, num_batches, replacement)]
+def make_task(samples, batch_size, num_batches, replacement, tail=()):
+    """The `Task` of `samples` with `mini_batches` of them, then, if given, one last batch
+    of the `tail` samples (FOML's separate last batch).
+
+    Batches are drawn over sample indices: shuffling or sampling a list consumes `random`
+    by its length only, so the batches are those `mini_batches(samples, ...)` gives.
+    """
+    indices = mini_batches(range(len(samples)), batch_size, num_batches, replacement)
+    batches = [np.array(b, np.int32) for b in indices]
+    if tail:
+        batches.append(np.arange(len(samples), len(samples) + len(tail), dtype=np.int32))
+    images, labels = to_arrays(list(samples) + list(tail))
+    return Task(images, labels, batches)
+
+
+def task_of_batches(batches):
+    """The `Task` that feeds exactly the given (images, labels) batches, e.g. a recorded
+    trajectory's: their images side by side, each batch indexing its own."""
+    starts = np.cumsum([0] + [len(y) for _, y in batches])
+    return Task(np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches]),
+                [np.arange(a, b, dtype=np.int32) for a, b in zip(starts, starts[1:])])
+
+
+class RandomStream:
+    """A stream of `random` draws apart from the global one, for sampling tasks the original
+    never sampled (more periodic evaluation tasks) without changing the tasks it did sample.
+    The samplers here use the global `random`: `active()` swaps this stream in and out."""
+
+    def __init__(self, seed):
+        self.state = random.Random(seed).getstate()
+
+    @contextlib.contextmanager
+    def active(self):
+        """A context in which `random` draws from this stream."""
+        saved = random.getstate()
+        random.setstate(self.state)
+        try:
+            yield
+        finally:
+            self.state = random.getstate()
+            random.setstate(saved)

@@ -1,14 +1,14 @@
 """The meta-training loop: sample tasks, step the algorithm, evaluate, log, checkpoint."""
 
 import os
-import sys
 
-import keras
 import tensorflow as tf
 
-from . import checkpoint
-from .eval import correct_counts, sample_episode
-from .tasks import sample_mini_dataset
+from . import checkpoint, distribute
+from .eval import sample_episode, score
+from .progress import Progress
+from .signals import Stopped, StopRequests
+from .tasks import RandomStream, sample_mini_dataset
 
 CHECKPOINT_INTERVAL = 100
 
@@ -16,37 +16,69 @@ CHECKPOINT_INTERVAL = 100
 def train(algo, train_set, test_set, save_dir, num_classes=5, num_shots=5, train_shots=None,
           inner_batch_size=5, inner_iters=20, replacement=False, meta_step_size=0.1,
           meta_step_size_final=0.1, meta_batch_size=1, meta_iters=400000, eval_inner_batch_size=5,
-          eval_inner_iters=50, eval_interval=10, parallel_tasks=False, start_iteration=0, log_fn=print):
+          eval_inner_iters=50, eval_interval=10, eval_interval_samples=0, parallel_tasks=False,
+          start_iteration=0, eval_stream=None, runner=distribute.LOCAL):
     """Meta-train `algo` for `meta_iters` iterations, as the original's `train`.
 
     Every `eval_interval` iterations one training and one test task are evaluated: the
     line `batch %d: train=%f test=%f` and TensorBoard scalars `accuracy` under
-    `<save_dir>/train` and `<save_dir>/test`. A checkpoint is written every 100 iterations
-    and after the last one. The meta step size anneals linearly to `meta_step_size_final`.
-    A resumed run starts at `start_iteration` (see `checkpoint.resume`). `parallel_tasks`
-    runs each meta-batch's tasks at once (see `Reptile.train_step`).
+    `<save_dir>/train` and `<save_dir>/test`. With `eval_interval_samples`, the line shows
+    the mean over that many more tasks of each split, drawn from `eval_stream` (a
+    `RandomStream`, so the training tasks stay the original's), also logged as
+    `mean_accuracy`. A checkpoint is written every 100 iterations and after the last one.
+    The meta step size anneals linearly to `meta_step_size_final`. A resumed run starts at
+    `start_iteration` (see `checkpoint.resume`). `parallel_tasks` runs each meta-batch's
+    tasks at once (see `Reptile.train_step`); `runner` says on which devices.
+
+    SIGINT or SIGTERM (in any process of a distributed run) ends the meta-iteration under
+    way, writes a checkpoint of it and raises `signals.Stopped`.
     """
+    writers = _summary_writers(save_dir) if runner.is_chief else None
+    periodic = dict(num_classes=num_classes, num_shots=num_shots, inner_batch_size=eval_inner_batch_size,
+                    inner_iters=eval_inner_iters, replacement=replacement)
+    with StopRequests() as stop, Progress(meta_iters, runner.is_chief, start=start_iteration) as progress:
+        for i in range(start_iteration, meta_iters):
+            frac_done = i / meta_iters
+            cur_meta_step_size = frac_done * meta_step_size_final + (1 - frac_done) * meta_step_size
+            tasks = [algo.task(sample_mini_dataset(train_set, num_classes, train_shots or num_shots),
+                               inner_batch_size, inner_iters, replacement)
+                     for _ in range(meta_batch_size)]
+            runner.train_step(algo, tasks, cur_meta_step_size, parallel_tasks)
+            if i % eval_interval == 0:
+                line = _evaluate_periodically(algo, i, (train_set, test_set), writers, eval_interval_samples,
+                                              eval_stream, runner, periodic)
+                if runner.is_chief:
+                    progress.log(line)
+            stopping = runner.any_stop(stop.requested)
+            if runner.is_chief and (i % CHECKPOINT_INTERVAL == 0 or i == meta_iters - 1 or stopping):
+                checkpoint.save(save_dir, i, algo, eval_stream)
+            progress.update(i + 1)
+            if stopping:
+                raise Stopped(stop.signum, f'after meta-iteration {i}, with a checkpoint of it in {save_dir}: '
+                                           'continue with --resume')
+
+
+def _summary_writers(save_dir):
     os.makedirs(save_dir, exist_ok=True)
-    writers = [tf.summary.create_file_writer(os.path.join(save_dir, name)) for name in ('train', 'test')]
-    progress = keras.utils.Progbar(meta_iters, verbose=1 if sys.stdout.isatty() else 0)
-    progress.update(start_iteration)
-    for i in range(start_iteration, meta_iters):
-        frac_done = i / meta_iters
-        cur_meta_step_size = frac_done * meta_step_size_final + (1 - frac_done) * meta_step_size
-        tasks = [algo.task_batches(sample_mini_dataset(train_set, num_classes, train_shots or num_shots),
-                                   inner_batch_size, inner_iters, replacement)
-                 for _ in range(meta_batch_size)]
-        algo.train_step(tasks, cur_meta_step_size, parallel=parallel_tasks)
-        if i % eval_interval == 0:
-            accuracies = []
-            for dataset, writer in zip((train_set, test_set), writers):
-                [correct] = correct_counts(algo, [sample_episode(dataset, num_classes, num_shots, eval_inner_batch_size,
-                                                                 eval_inner_iters, replacement)])
-                with writer.as_default():
-                    tf.summary.scalar('accuracy', correct / num_classes, step=i)
-                writer.flush()
-                accuracies.append(correct / num_classes)
-            log_fn('batch %d: train=%f test=%f' % (i, accuracies[0], accuracies[1]))
-        if i % CHECKPOINT_INTERVAL == 0 or i == meta_iters - 1:
-            checkpoint.save(save_dir, i, algo)
-        progress.add(1)
+    return [tf.summary.create_file_writer(os.path.join(save_dir, name)) for name in ('train', 'test')]
+
+
+def _evaluate_periodically(algo, iteration, datasets, writers, samples, stream, runner, kwargs):
+    """Evaluate one task of each data set (the original's); with `samples`, also the mean
+    over that many tasks from `stream`. Logs to TensorBoard; returns the `batch` line."""
+    accuracies = []
+    for dataset, writer in zip(datasets, writers or [None] * len(datasets)):
+        [outcome] = score(algo, [sample_episode(dataset, **kwargs)], runner)
+        values = {'accuracy': outcome.correct / outcome.total}
+        if samples:
+            with stream.active():
+                episodes = [sample_episode(dataset, **kwargs) for _ in range(samples)]
+            outcomes = score(algo, episodes, runner)
+            values['mean_accuracy'] = sum(o.correct / o.total for o in outcomes) / samples
+        if writer is not None:
+            with writer.as_default():
+                for tag, value in values.items():
+                    tf.summary.scalar(tag, value, step=iteration)
+            writer.flush()
+        accuracies.append(values.get('mean_accuracy', values['accuracy']))
+    return 'batch %d: train=%f test=%f' % (iteration, accuracies[0], accuracies[1])

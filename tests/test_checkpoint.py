@@ -45,6 +45,7 @@ from supervised_reptile.errors import InputError
 from supervised_reptile.models import omniglot_model
 from supervised_reptile.optimizers import SGD, Adam
 from supervised_reptile.reptile import Reptile
+from supervised_reptile.tasks import task_of_batches
 
 BUNDLE = ('.data-00000-of-00001', '.index')
 
@@ -58,9 +59,10 @@ def make_algo(num_classes=5, optimizer=None, seed=0):
 
 
 def random_tasks(rng, num_tasks=2, num_batches=3, batch=10, classes=5):
-    """Tasks as `train_step` takes them: lists of (images float32 [b,28,28], labels int32 [b])."""
-    return [[(rng.random((batch, 28, 28), dtype=np.float32), rng.integers(0, classes, batch).astype(np.int32))
-             for _ in range(num_batches)] for _ in range(num_tasks)]
+    """Tasks of random batches (images float32 [b,28,28], labels int32 [b])."""
+    return [task_of_batches([(rng.random((batch, 28, 28), dtype=np.float32),
+                              rng.integers(0, classes, batch).astype(np.int32)) for _ in range(num_batches)])
+            for _ in range(num_tasks)]
 
 
 def trained_algo(seed):

@@ -19,6 +19,7 @@ from conftest import SHARED_DIR
 from supervised_reptile.models import miniimagenet_model, omniglot_model
 from supervised_reptile.optimizers import SGD, Adam
 from supervised_reptile.reptile import FOML, Reptile
+from supervised_reptile.tasks import Task, task_of_batches
 
 GOLDEN_DIR = pathlib.Path(os.environ.get('GOLDEN_DIR', SHARED_DIR / 'fixtures' / 'original' / 'golden'))
 CASES = sorted(p.stem for p in GOLDEN_DIR.glob('*.json'))
@@ -51,17 +52,27 @@ def _build(case, compute_dtype=None):
 
 
 def _recorded_tasks(arrays, prefix, num_batches, num_tasks):
-    """The inner batches of one meta-iteration, split task-major into `num_tasks` lists."""
+    """The inner batches of one meta-iteration, split task-major into `num_tasks` tasks."""
     batches = [(arrays[f'{prefix}/batch{j:03d}/x'], arrays[f'{prefix}/batch{j:03d}/y'])
                for j in range(num_batches)]
     per_task = num_batches // num_tasks
-    return [batches[t * per_task:(t + 1) * per_task] for t in range(num_tasks)]
+    return [task_of_batches(batches[t * per_task:(t + 1) * per_task]) for t in range(num_tasks)]
 
 
 def _episodes(record, arrays):
-    """The recorded evaluation episodes: (inner batches, support images, query images)."""
-    return [(_recorded_tasks(arrays, f'eval/{e}', episode['num_batches'], 1)[0],
-             arrays[f'eval/{e}/support_x'], arrays[f'eval/{e}/query_x']) for e, episode in enumerate(record['evals'])]
+    """The recorded evaluation episodes: (task, query images), the task's images being the
+    support set (which also classifies the non-transductive queries) and its batches the
+    positions in it of the recorded batches' images."""
+    episodes = []
+    for e, episode in enumerate(record['evals']):
+        support_x, support_y = arrays[f'eval/{e}/support_x'], arrays[f'eval/{e}/support_y']
+        position = lambda x, y: next(i for i, (sx, sy) in enumerate(zip(support_x, support_y))
+                                     if sy == y and np.array_equal(sx, x))
+        batches = [np.array([position(x, y) for x, y in zip(arrays[f'eval/{e}/batch{j:03d}/x'],
+                                                                arrays[f'eval/{e}/batch{j:03d}/y'])], np.int32)
+                   for j in range(episode['num_batches'])]
+        episodes.append((Task(support_x, support_y, batches), arrays[f'eval/{e}/query_x']))
+    return episodes
 
 
 def _relative_l2(actual, expected, reference):
@@ -97,7 +108,7 @@ def test_golden_trajectory(name):
 
     for it, meta in enumerate(record['meta_iters']):
         tasks = _recorded_tasks(arrays, f'train/{it}', meta['num_batches'], case['meta_batch'])
-        assert [len(x) for task in tasks for x, _ in task] == meta['batch_sizes']
+        assert [len(b) for task in tasks for b in task.batches] == meta['batch_sizes']
         algo.train_step(tasks, meta['meta_step_size'])
         for i in compared:
             _assert_close(model.trainable_variables[i].numpy(), arrays[f'after/{it}/{i:02d}'],

@@ -194,7 +194,7 @@ def test_training_task_pipeline_matches_original(seed, replacement):
 
 @pytest.fixture(scope='module')
 def foml():
-    """FOML with a 2-shot tail on a small Omniglot model (task_batches never runs it)."""
+    """FOML with a 2-shot tail on a small Omniglot model (FOML.task never runs it)."""
     from supervised_reptile.models import omniglot_model
     from supervised_reptile.optimizers import Adam
     from supervised_reptile.reptile import FOML
@@ -211,20 +211,24 @@ def _as_arrays(batches):
     return [tuple(a.tolist() for a in to_arrays(batch)) for batch in batches]
 
 
+def _task_batches(task):
+    """A `Task`'s batches as (images, labels) lists, as `_as_arrays` gives them."""
+    return [(task.images[b].tolist(), task.labels[b].tolist()) for b in task.batches]
+
+
 @pytest.mark.parametrize('seed', SEEDS)
 @pytest.mark.parametrize('num_shots,batch_size,inner_iters,replacement', [
     (10, 10, 3, False), (5, 10, 6, False), (4, 3, 5, False), (10, 10, 4, True), (3, 5, 2, True),
 ])
 def test_foml_tail_batches_match_original(foml, seed, num_shots, batch_size, inner_iters, replacement):
-    """FOML.task_batches with tail_shots=2: inner_iters-1 batches from the task minus the
+    """FOML.task with tail_shots=2: inner_iters-1 batches from the task minus the
     tail, then the tail (2 per class, labels 0..n-1 per shot round), exactly the original's
     `train, tail = _split_train_test(samples, 2); _mini_batches(train, bs, iters-1) + [tail]`
     with the same `random` state afterwards."""
     dataset = _dataset(20)
 
     def ours():
-        return [tuple(a.tolist() for a in batch) for batch in
-                foml.task_batches(_image_samples(dataset, 5, num_shots), batch_size, inner_iters, replacement)]
+        return _task_batches(foml.task(_image_samples(dataset, 5, num_shots), batch_size, inner_iters, replacement))
 
     def original():
         samples = _image_samples(dataset, 5, num_shots)
@@ -245,9 +249,9 @@ def test_foml_tail_with_one_inner_iteration_is_just_the_tail(foml):
     """inner_iters=1 with a tail: no batches from the rest, only the tail batch (the
     original's generator would never stop here: it only checks the count after a batch)."""
     random.seed(0)
-    batches = foml.task_batches(_image_samples(_dataset(20), 5, 4), 10, 1, False)
+    batches = _task_batches(foml.task(_image_samples(_dataset(20), 5, 4), 10, 1, False))
     assert len(batches) == 1
-    assert batches[0][1].tolist() == list(range(5)) * 2
+    assert batches[0][1] == list(range(5)) * 2
 
 
 # --- bad input -------------------------------------------------------------------------
@@ -304,4 +308,4 @@ def test_foml_tail_with_no_samples_left_raises_input_error(foml):
     """FOML tail taking every sample leaves nothing for the earlier batches: InputError."""
     random.seed(0)
     with pytest.raises(InputError, match='no samples left'):
-        foml.task_batches(_image_samples(_dataset(20), 5, 2), 5, 3, False)
+        foml.task(_image_samples(_dataset(20), 5, 2), 5, 3, False)

@@ -1,0 +1,42 @@
+"""Per-task evaluation results as JSON lines, so that analyses need no log scraping.
+
+The first line is a header (`"type": "header"`: the flags, the package version and the
+model); then one line per evaluated task: split, task index, the task's classes (their
+folders, in label order), correct and total queries. The file is written atomically once
+the evaluations are done: it is complete or absent.
+"""
+
+import json
+import os
+import tempfile
+
+from . import __version__
+from .errors import InputError
+
+
+class ResultsFile:
+    """Collects results to write to `path` (nothing is written when `path` is None)."""
+
+    def __init__(self, path, flags, model):
+        if path and not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            raise InputError(f'cannot write --results {path}: its folder does not exist or is read-only')
+        self.path = path
+        self.lines = [{'type': 'header', 'version': __version__, 'model': model, 'flags': flags}]
+
+    def add(self, split, outcomes, model=None):
+        """One line per task `Outcome` of `split`, in evaluation order (with the `model`
+        path when a file holds several models' results)."""
+        tagged = {'model': model} if model else {}
+        self.lines += [{**tagged, 'split': split, 'task': index, 'classes': list(o.classes), 'correct': o.correct,
+                        'total': o.total} for index, o in enumerate(outcomes)]
+
+    def write(self):
+        """Write every line to a temporary file beside `path`, then rename it into place."""
+        if not self.path:
+            return
+        folder = os.path.dirname(os.path.abspath(self.path))
+        with tempfile.NamedTemporaryFile('w', dir=folder, prefix='.results-', delete=False) as out:
+            out.writelines(json.dumps(line) + '\n' for line in self.lines)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(out.name, self.path)

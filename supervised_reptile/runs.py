@@ -1,0 +1,80 @@
+"""A training run's identity, recorded in its checkpoint folder and checked on --resume.
+
+`run.json` holds the flags that decide the run's split, tasks, schedule and numbers, and a
+digest of the data set as read (every class and its image count). Resuming with another
+value of any of them, or with other data, would silently mix two runs (test characters
+could even leak into training), so it stops with one line; so does starting a new run in
+a folder that already holds one.
+"""
+
+import hashlib
+import json
+import os
+
+from .errors import InputError
+
+FILE = 'run.json'
+# Flags that change what a run computes. The others (--checkpoint, --resume, --data-dir's
+# path, --eval-samples, --eval-parallel, --results, --deterministic, --distribute,
+# --cpu-replicas) change where or how fast it runs, or only its final evaluation.
+IDENTITY_FLAGS = ('seed', 'train_chars', 'classes', 'shots', 'train_shots', 'inner_batch', 'inner_iters',
+                  'replacement', 'learning_rate', 'meta_step', 'meta_step_final', 'meta_batch', 'meta_iters',
+                  'eval_batch', 'eval_iters', 'eval_interval', 'eval_interval_samples', 'weight_decay',
+                  'transductive', 'foml', 'foml_tail', 'sgd', 'parallel_tasks', 'precision')
+
+
+def data_digest(splits, data_dir):
+    """A digest of the data as split: each split's classes (folders relative to `data_dir`)
+    and image counts, in order."""
+    listing = {name: [[os.path.relpath(c.name, data_dir), len(c)] for c in classes]
+               for name, classes in splits.items()}
+    return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
+
+
+def identity(args, digest):
+    """What `run.json` records for the flags `args` and the data `digest`."""
+    flags = {name: getattr(args, name) for name in IDENTITY_FLAGS if hasattr(args, name)}
+    return {'flags': flags, 'data': {'dir': args.data_dir, 'digest': digest}}
+
+
+def check_or_record(directory, args, digest, write=True):
+    """On --resume, check the recorded identity against `args` and `digest`; on a new run,
+    refuse a folder that holds one. Then record the identity (when `write`: the chief)."""
+    path = os.path.join(directory, FILE)
+    current = identity(args, digest)
+    recorded = _read(path)
+    holds_run = recorded is not None or os.path.isfile(os.path.join(directory, 'checkpoint'))
+    if holds_run and not args.resume:
+        raise InputError(f'{directory} already holds a training run: add --resume to continue it, '
+                         'or choose another --checkpoint folder')
+    if recorded is not None:
+        _check(directory, recorded, current)
+    elif write:
+        os.makedirs(directory, exist_ok=True)
+        temp = path + '.tmp'
+        with open(temp, 'w') as out:
+            json.dump(current, out, indent=1, sort_keys=True)
+        os.replace(temp, path)
+
+
+def _read(path):
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise InputError(f'cannot read {path} ({exc}): restore it, or train into another --checkpoint folder') from None
+
+
+def _check(directory, recorded, current):
+    """Stop at the first flag (or the data) that differs from the recorded run."""
+    for name, value in current['flags'].items():
+        if name in recorded['flags'] and recorded['flags'][name] != value:
+            flag = '--' + name.replace('_', '-')
+            raise InputError(f'{flag} is {value!r} but the run in {directory} was started with {flag} '
+                             f'{recorded["flags"][name]!r}: resume with the same value, or train into another folder')
+    if recorded['data']['digest'] != current['data']['digest']:
+        raise InputError(f'--data-dir {current["data"]["dir"]} holds other data (classes or image counts) than '
+                         f'{recorded["data"]["dir"]}, which the run in {directory} was started with: resume with '
+                         'that data, or train into another folder')
