@@ -1,81 +1,121 @@
 #!/bin/bash
 #
-# Fetch Omniglot and Mini-ImageNet into ./data, as the original supervised-reptile did:
+# Fetch Omniglot and Mini-ImageNet into ./data, as the original supervised-reptile did, and
+# verify what was built:
 #   data/omniglot/<Alphabet>/characterNN/*.png           (all release zips merged)
+#   data/omniglot_runs/runNN/...                         (Lake's 20 one-shot runs: all_runs.zip)
 #   data/miniimagenet/{train,val,test}/<wnid>/*.JPEG
 #
-# Usage: ./fetch_data.sh [omniglot] [miniimagenet]       (no argument: both)
+# Usage: ./fetch_data.sh [omniglot] [miniimagenet]          (no argument: both)
+#        ./fetch_data.sh verify [omniglot] [miniimagenet]   (no argument: whichever data/ has)
 # Settings (environment):
 #   OMNIGLOT_URL           base URL, local folder or file:// URL holding <set>.zip
 #   OMNIGLOT_SETS          release zips to merge (default: images_background images_evaluation)
-#   MINIIMAGENET_METADATA  local copy of the original's metadata/miniimagenet folder
+#   OMNIGLOT_RUNS_URL      all_runs.zip: URL, file or file:// URL (default: in OMNIGLOT_URL when
+#                          that is set, a mirror holding every zip; else the release's)
+#   MINIIMAGENET_METADATA  the original's metadata/miniimagenet: URL (default: the original
+#                          repository), or a local folder or file:// URL of {train,val,test}/<wnid>.csv
 #   IMAGENET_TAR           local ILSVRC2012_img_train.tar to cut the images out of
 #   IMAGENET_URL           where to download byte ranges of that tar from otherwise
+#   FETCH_JOBS             Mini-ImageNet downloads at once (default: 16)
 #
-# Each dataset is built in a temporary folder inside data/ and renamed into place only when
-# complete, so an existing data/<dataset> is always whole (re-runs skip it) and a failure or
-# Ctrl-C leaves nothing half-done behind.
+# Each dataset is verified before it is renamed into data/, so an existing data/<dataset> is
+# always whole (re-runs skip it). Omniglot is built in a temporary folder that a failure or
+# Ctrl-C removes; Mini-ImageNet in data/.miniimagenet.partial, which stays so that a re-run
+# fetches only the images still missing. `verify` uses the same settings as a build.
 
 set -euo pipefail
 
-OMNIGLOT_URL=${OMNIGLOT_URL:-https://raw.githubusercontent.com/brendenlake/omniglot/master/python}
-OMNIGLOT_SETS=${OMNIGLOT_SETS:-images_background images_evaluation}
+# Pinned commits: the files are those the project was checked against, whatever comes later.
+OMNIGLOT_COMMIT=057f034baf2ecb8530bc5710e5a23584d2a519cc  # brendenlake/omniglot, 2019-02-13
+METADATA_COMMIT=8f2b71c67a31c1a605ced0cecb76db876b607a7a  # openai/supervised-reptile, 2020-08-31
+# github.com/<repo>/raw/ redirects to the file whether or not Git LFS stores it (for an LFS
+# file, raw.githubusercontent.com serves only the pointer).
+OMNIGLOT_RELEASE=https://github.com/brendenlake/omniglot/raw/$OMNIGLOT_COMMIT/python
+RELEASE_SETS="images_background images_evaluation"
+
+if [ -n "${OMNIGLOT_URL:-}" ]; then
+    OMNIGLOT_RUNS_URL=${OMNIGLOT_RUNS_URL:-$OMNIGLOT_URL/all_runs.zip}
+else
+    OMNIGLOT_URL=$OMNIGLOT_RELEASE
+    OMNIGLOT_RUNS_URL=${OMNIGLOT_RUNS_URL:-$OMNIGLOT_RELEASE/one-shot-classification/all_runs.zip}
+fi
+OMNIGLOT_SETS=${OMNIGLOT_SETS:-$RELEASE_SETS}
+MINIIMAGENET_METADATA=${MINIIMAGENET_METADATA:-https://raw.githubusercontent.com/openai/supervised-reptile/$METADATA_COMMIT/metadata/miniimagenet}
 IMAGENET_URL=${IMAGENET_URL:-http://www.image-net.org/challenges/LSVRC/2012/nnoupb/ILSVRC2012_img_train.tar}
-METADATA_URL=https://raw.githubusercontent.com/openai/supervised-reptile/master/metadata/miniimagenet
+FETCH_JOBS=${FETCH_JOBS:-16}
+STAGING=data/.miniimagenet.partial
 SPLITS="train val test"
 
-# The original's Mini-ImageNet split (64/16/20 classes); each class's CSV, fetched at run time,
-# lists its 600 images as `<name>.JPEG,<first byte>-<last byte>` inside ILSVRC2012_img_train.tar.
-wnids() {
-    case $1 in
-    train) echo n01532829 n01558993 n01704323 n01749939 n01770081 n01843383 n01910747 n02074367 \
-        n02089867 n02091831 n02101006 n02105505 n02108089 n02108551 n02108915 n02111277 n02113712 \
-        n02120079 n02165456 n02457408 n02606052 n02687172 n02747177 n02795169 n02823428 n02966193 \
-        n03017168 n03047690 n03062245 n03207743 n03220513 n03337140 n03347037 n03400231 n03476684 \
-        n03527444 n03676483 n03838899 n03854065 n03888605 n03908618 n03924679 n03998194 n04067472 \
-        n04243546 n04251144 n04258138 n04275548 n04296562 n04389033 n04435653 n04443257 n04509417 \
-        n04515003 n04596742 n04604644 n04612504 n06794110 n07584110 n07697537 n07747607 n09246464 \
-        n13054560 n13133613 ;;
-    val) echo n01855672 n02091244 n02114548 n02138441 n02174001 n02950826 n02971356 n02981792 \
-        n03075370 n03417042 n03535780 n03584254 n03770439 n03773504 n03980874 n09256479 ;;
-    test) echo n01930112 n01981276 n02099601 n02110063 n02110341 n02116738 n02129165 n02219486 \
-        n02443484 n02871525 n03127925 n03146219 n03272010 n03544143 n03775546 n04146614 n04149813 \
-        n04418357 n04522168 n07613480 ;;
-    esac
-}
+# The release's alphabet and character counts are checked only when building the release.
+full=
+if [ "$OMNIGLOT_SETS" = "$RELEASE_SETS" ]; then full=--full; fi
 
 die() { echo "fetch_data.sh: $*" >&2; exit 2; }
 
-# A file:// URL is just a local folder: copy from it instead of going through the network.
-omniglot_src=${OMNIGLOT_URL#file://}
-is_local() { [[ $omniglot_src != *://* ]]; }
+# A file:// URL is just a local path: copy from it instead of going through the network.
+is_local() { [[ ${1#file://} != *://* ]]; }
+
+# Checks and the Mini-ImageNet fetch are Python (supervised_reptile/fetch_data.py), run by the
+# machine's python3 straight from this checkout.
+case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
+run_python() { PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" python3 -m supervised_reptile.fetch_data "$@"; }
 
 # --- Parse and check everything before touching data/, so bad input leaves no trace. ---
-want_omniglot=0 want_miniimagenet=0
-[ $# -gt 0 ] || set -- omniglot miniimagenet
+verify=0
+if [ "${1:-}" = verify ]; then verify=1; shift; fi
+folders=
 for arg; do
     case $arg in
-    omniglot) want_omniglot=1 ;;
-    miniimagenet) want_miniimagenet=1 ;;
-    *) die "unknown argument '$arg'; use 'omniglot' and/or 'miniimagenet' (none: both)" ;;
+    omniglot) folders="$folders omniglot omniglot_runs" ;;
+    miniimagenet) folders="$folders miniimagenet" ;;
+    *) die "unknown argument '$arg'; use [verify] 'omniglot' and/or 'miniimagenet' (none: both)" ;;
     esac
 done
-if [ $want_omniglot = 1 ] && [ ! -d data/omniglot ] && is_local; then
-    [ -d "$omniglot_src" ] || die "OMNIGLOT_URL folder '$omniglot_src' does not exist; set OMNIGLOT_URL to a folder holding the Omniglot zips"
+if [ -z "$folders" ]; then
+    for folder in omniglot omniglot_runs miniimagenet; do
+        if [ $verify = 0 ] || [ -d "data/$folder" ]; then folders="$folders $folder"; fi
+    done
+    [ -n "$folders" ] || die "nothing to verify: no data/omniglot, data/omniglot_runs or data/miniimagenet here"
+fi
+command -v python3 > /dev/null || die "python3 is needed (to verify the data); install it"
+
+uses() {  # whether this run reads the settings of data/$1: it verifies it, or builds it
+    [[ " $folders " == *" $1 "* ]] && { [ $verify = 1 ] || [ ! -d "data/$1" ]; }
+}
+builds() { [ $verify = 0 ] && uses "$1"; }
+if builds omniglot && is_local "$OMNIGLOT_URL"; then
+    [ -d "${OMNIGLOT_URL#file://}" ] || die "OMNIGLOT_URL folder '${OMNIGLOT_URL#file://}' does not exist; set OMNIGLOT_URL to a folder holding the Omniglot zips"
     for name in $OMNIGLOT_SETS; do
-        [ -f "$omniglot_src/$name.zip" ] || die "'$omniglot_src/$name.zip' not found; put it there or set OMNIGLOT_URL/OMNIGLOT_SETS to where the zips are"
+        [ -f "${OMNIGLOT_URL#file://}/$name.zip" ] || die "'${OMNIGLOT_URL#file://}/$name.zip' not found; put it there or set OMNIGLOT_URL/OMNIGLOT_SETS to where the zips are"
     done
 fi
-if [ $want_miniimagenet = 1 ] && [ ! -d data/miniimagenet ]; then
-    if [ -n "${IMAGENET_TAR:-}" ] && [ ! -f "$IMAGENET_TAR" ]; then
-        die "IMAGENET_TAR file '$IMAGENET_TAR' does not exist; point it at ILSVRC2012_img_train.tar or unset it to download"
+if builds omniglot_runs && is_local "$OMNIGLOT_RUNS_URL"; then
+    [ -f "${OMNIGLOT_RUNS_URL#file://}" ] || die "'${OMNIGLOT_RUNS_URL#file://}' not found; put all_runs.zip there or set OMNIGLOT_RUNS_URL to where it is"
+fi
+if builds miniimagenet; then
+    [[ $FETCH_JOBS =~ ^[1-9][0-9]*$ ]] || die "FETCH_JOBS must be a number of downloads at once, not '$FETCH_JOBS'"
+    if [ -n "${IMAGENET_TAR:-}" ]; then
+        [ -f "$IMAGENET_TAR" ] || die "IMAGENET_TAR file '$IMAGENET_TAR' does not exist; point it at ILSVRC2012_img_train.tar or unset it to download"
+    elif [[ $IMAGENET_URL != http://* && $IMAGENET_URL != https://* ]]; then
+        die "IMAGENET_URL '$IMAGENET_URL' is not an http(s) URL; for a local ILSVRC2012_img_train.tar set IMAGENET_TAR"
     fi
-    if [ -n "${MINIIMAGENET_METADATA:-}" ]; then
-        for split in $SPLITS; do
-            compgen -G "$MINIIMAGENET_METADATA/$split/*.csv" > /dev/null ||
-                die "no '$MINIIMAGENET_METADATA/$split/*.csv' found; point MINIIMAGENET_METADATA at a folder with {train,val,test}/<wnid>.csv or unset it"
-        done
-    fi
+fi
+if uses miniimagenet && is_local "$MINIIMAGENET_METADATA"; then
+    for split in $SPLITS; do
+        compgen -G "${MINIIMAGENET_METADATA#file://}/$split/*.csv" > /dev/null ||
+            die "no '${MINIIMAGENET_METADATA#file://}/$split/*.csv' found; point MINIIMAGENET_METADATA at a folder with {train,val,test}/<wnid>.csv or unset it"
+    done
+fi
+
+verify_folder() {  # dataset, the folder holding it: print its counts; fail naming each problem
+    run_python verify "$1" "$2" --label "data/$1" --metadata "$MINIIMAGENET_METADATA" $full
+}
+
+if [ $verify = 1 ]; then
+    status=0
+    for folder in $folders; do verify_folder "$folder" "data/$folder" || status=1; done
+    exit $status
 fi
 
 mkdir -p data
@@ -87,86 +127,68 @@ extract() {  # zip, folder: unzip is not on every fresh machine, python3 is
     if command -v unzip > /dev/null; then unzip -q "$1" -d "$2"; else python3 -m zipfile -e "$1" "$2"; fi
 }
 
+check_zip() {  # file, where it came from: a zip starts with PK\3\4; name what else a server sent
+    local start
+    LC_ALL=C IFS= read -r -n 4 start < "$1" || true
+    [ "$start" != $'PK\x03\x04' ] || return 0
+    IFS= read -r start < "$1" || true
+    case $start in
+    'version https://git-lfs'*) die "$2 is a Git LFS pointer, not the zip; use a URL that resolves LFS files (github.com/<owner>/<repo>/raw/<commit>/<path>)" ;;
+    '<'*) die "$2 is an HTML page, not a zip; check the URL" ;;
+    *) die "$2 is not a zip file" ;;
+    esac
+}
+
+get_zip() {  # source (URL, file or file:// URL), destination, the variable that set the source
+    if is_local "$1"; then
+        cp "${1#file://}" "$2"
+    else
+        curl -fsSL --retry 3 "$1" -o "$2" ||
+            die "download of $1 failed (curl exit status $?); check the network or set $3 to a local mirror"
+    fi
+    check_zip "$2" "$1"
+}
+
+install_verified() {  # dataset, folder: rename the folder into data/ only once it verifies
+    echo "Verifying data/$1 ..."
+    verify_folder "$1" "$2"
+    mv "$2" "data/$1"
+}
+
 fetch_omniglot() {
     mkdir "$tmp/omniglot"
     for name in $OMNIGLOT_SETS; do
         echo "Fetching omniglot/$name ..."
-        if is_local; then
-            cp "$omniglot_src/$name.zip" "$tmp/$name.zip"
-        else
-            curl -fsSL "$OMNIGLOT_URL/$name.zip" -o "$tmp/$name.zip" ||
-                die "download of $OMNIGLOT_URL/$name.zip failed; check the network or set OMNIGLOT_URL to a local mirror"
-        fi
+        get_zip "$OMNIGLOT_URL/$name.zip" "$tmp/$name.zip" OMNIGLOT_URL
         echo "Extracting omniglot/$name ..."
         extract "$tmp/$name.zip" "$tmp/unzipped"
         # Merge rather than move: sets may share alphabets (identical files just overwrite).
         cp -R "$tmp/unzipped/$name/." "$tmp/omniglot/"
         rm -rf "$tmp/unzipped" "$tmp/$name.zip"
     done
-    mv "$tmp/omniglot" data/omniglot
+    install_verified omniglot "$tmp/omniglot"
+}
+
+fetch_omniglot_runs() {
+    echo "Fetching omniglot/all_runs ..."
+    get_zip "$OMNIGLOT_RUNS_URL" "$tmp/all_runs.zip" OMNIGLOT_RUNS_URL
+    extract "$tmp/all_runs.zip" "$tmp/omniglot_runs"  # its own runNN/ folders
+    install_verified omniglot_runs "$tmp/omniglot_runs"
 }
 
 fetch_miniimagenet() {
-    local meta=${MINIIMAGENET_METADATA:-$tmp/metadata}
-    if [ -z "${MINIIMAGENET_METADATA:-}" ]; then
-        for split in $SPLITS; do
-            mkdir -p "$meta/$split"
-            for wnid in $(wnids "$split"); do
-                curl -fsSL "$METADATA_URL/$split/$wnid.csv" -o "$meta/$split/$wnid.csv" ||
-                    die "download of $METADATA_URL/$split/$wnid.csv failed; check the network or set MINIIMAGENET_METADATA"
-            done
-        done
-    fi
-    if [ -n "${IMAGENET_TAR:-}" ]; then
-        # One process that opens the 138 GB tar once and seeks to each image's byte range.
-        python3 - "$IMAGENET_TAR" "$meta" "$tmp/miniimagenet" "$SPLITS" <<'EOF'
-import os, sys
-tar_path, meta, out, splits = sys.argv[1:]
-with open(tar_path, 'rb') as tar:
-    for split in splits.split():
-        print(f'Fetching Mini-ImageNet {split} set ...', flush=True)
-        for csv in sorted(f for f in os.listdir(os.path.join(meta, split)) if f.endswith('.csv')):
-            print(f'Fetching wnid: {csv[:-4]}', flush=True)
-            dst = os.path.join(out, split, csv[:-4])
-            os.makedirs(dst)
-            for line in open(os.path.join(meta, split, csv)):
-                if not line.strip():
-                    continue
-                name, span = line.strip().split(',')
-                start, end = map(int, span.split('-'))
-                tar.seek(start)
-                data = tar.read(end - start + 1)
-                if len(data) != end - start + 1 or data[:2] != b'\xff\xd8':  # JPEG start marker
-                    print(f'fetch_data.sh: no JPEG at bytes {span} of {tar_path} ({name}); '
-                          'IMAGENET_TAR must be the original ILSVRC2012_img_train.tar', file=sys.stderr)
-                    sys.exit(2)
-                with open(os.path.join(dst, name), 'wb') as f:
-                    f.write(data)
-EOF
-    else
-        for split in $SPLITS; do
-            echo "Fetching Mini-ImageNet $split set ..."
-            for csv in "$meta/$split"/*.csv; do
-                wnid=$(basename "$csv" .csv)
-                echo "Fetching wnid: $wnid"
-                mkdir -p "$tmp/miniimagenet/$split/$wnid"
-                while IFS=, read -r name range || [ -n "$name" ]; do
-                    [ -n "$name" ] || continue
-                    curl -fsS -r "$range" "$IMAGENET_URL" -o "$tmp/miniimagenet/$split/$wnid/$name" ||
-                        die "download of bytes $range of $IMAGENET_URL failed; check the network or set IMAGENET_TAR"
-                done < "$csv"
-            done
-        done
-    fi
-    mv "$tmp/miniimagenet" data/miniimagenet
+    # Fetches what the staging folder lacks, then verifies it (see fetch_data.py).
+    mkdir -p "$STAGING"
+    run_python fetch-miniimagenet "$STAGING" --metadata "$MINIIMAGENET_METADATA" \
+        --tar "${IMAGENET_TAR:-}" --url "$IMAGENET_URL" --jobs "$FETCH_JOBS"
+    mv "$STAGING" data/miniimagenet
+    echo "Renamed $STAGING to data/miniimagenet"
 }
 
-for dataset in omniglot miniimagenet; do
-    want=want_$dataset
-    [ "${!want}" = 1 ] || continue
-    if [ -d "data/$dataset" ]; then
-        echo "data/$dataset already exists; skipping (delete it to fetch again)"
+for folder in $folders; do
+    if [ -d "data/$folder" ]; then
+        echo "data/$folder already exists; skipping (delete it to fetch again)"
     else
-        "fetch_$dataset"
+        "fetch_$folder"
     fi
 done

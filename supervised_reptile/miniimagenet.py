@@ -1,23 +1,51 @@
 """Reading Mini-ImageNet: `train/`, `val/` and `test/` folders of WordNet-id folders of JPEGs."""
 
 import os
+import sys
 
 import numpy as np
 from PIL import Image
 
 from .errors import InputError
 from .imageclass import ImageClass
+from .standard import MINIIMAGENET_WNIDS, miniimagenet_images
 
 SPLITS = ('train', 'val', 'test')
 
 
 def read_dataset(data_dir):
-    """(train, val, test): lists of ImageNetClass, each split's classes sorted by name."""
+    """(train, val, test): lists of ImageNetClass, each split's classes sorted by name.
+
+    Prints one warning line on stderr when the folder is not the original's Mini-ImageNet.
+    """
     for split in SPLITS:
         if not os.path.isdir(os.path.join(data_dir, split)):
             raise InputError(f'Mini-ImageNet folder {os.path.join(data_dir, split)} not found: '
                              'run ./fetch_data.sh miniimagenet or pass --data-dir')
-    return tuple(_read_classes(os.path.join(data_dir, split)) for split in SPLITS)
+    splits = tuple(_read_classes(os.path.join(data_dir, split)) for split in SPLITS)
+    warning = nonstandard_warning(data_dir, {split: {os.path.basename(c.dir_path): len(c) for c in classes}
+                                             for split, classes in zip(SPLITS, splits)})
+    if warning:
+        print(warning, file=sys.stderr)
+    return splits
+
+
+def nonstandard_warning(data_dir, counts):
+    """The one-line warning that `counts` ({split: {class name: images}}) are not those of
+    the original's Mini-ImageNet (64/16/20 classes of 600 images, a few 597-599: see
+    `standard`), or None when they are: results on other data are not comparable with the
+    paper's."""
+    differences = [f'{split} has {len(counts[split])} classes ({len(MINIIMAGENET_WNIDS[split])} expected)'
+                   for split in SPLITS if len(counts[split]) != len(MINIIMAGENET_WNIDS[split])]
+    short = [f'{name}: {count} of {miniimagenet_images(name)}' for split in SPLITS
+             for name, count in counts[split].items() if count < miniimagenet_images(name)]
+    if short:
+        listed = ', '.join(short[:3]) + (', ...' if len(short) > 3 else '')
+        differences.append(f'{len(short)} classes with fewer images than the original\'s ({listed})')
+    if not differences:
+        return None
+    return (f'warning: {data_dir} is not the standard Mini-ImageNet: {", ".join(differences)}; results are not '
+            "comparable with the paper's; ./fetch_data.sh verify miniimagenet checks it")
 
 
 def _read_classes(dir_path):

@@ -8,6 +8,7 @@ skips instead of failures. `SHARED_DIR` overrides the location.
 import os
 import pathlib
 import shutil
+import sys
 
 import pytest
 
@@ -32,12 +33,19 @@ def omniglot_mirror(shared_dir):
     return path
 
 
+def fetch_env(**env):
+    """The environment for fetch_data.sh: ours plus `env`, with this interpreter's python3
+    (which has Pillow) first on PATH, as in an activated virtualenv."""
+    full_env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+    full_env.update(env)
+    return full_env
+
+
 def run_fetch(cwd, *targets, **env):
     """Run the project's fetch_data.sh in `cwd` with extra environment variables."""
     import subprocess
-    full_env = dict(os.environ, **env)
     return subprocess.run(['bash', str(REPO_DIR / 'fetch_data.sh'), *targets], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=600)
+                          env=fetch_env(**env), capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope='session')

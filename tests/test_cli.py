@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from cli_helpers import (SCRIPTS, assert_success, cli_env, fake_full_omniglot, fake_miniimagenet,
-                         our_stderr_lines, run_cli, run_parallel)
+from cli_helpers import (NONSTANDARD_WARNING, SCRIPTS, assert_success, cli_env, fake_full_omniglot,
+                         fake_miniimagenet, our_stderr_lines, run_cli, run_parallel)
 
 BATCH_LINE = re.compile(r'^batch (\d+): train=(\d\.\d{6}) test=(\d\.\d{6})$')
 
@@ -169,6 +169,8 @@ def test_miniimagenet_default_data_folder(tmp_path):
                      '--inner-iters', 2, '--meta-batch', 2, '--meta-iters', 2, '--eval-batch', 5,
                      '--eval-iters', 2, '--eval-samples', 3, '--checkpoint', 'ck')
     assert_success(result)
+    warnings = [line for line in result.stderr.splitlines() if NONSTANDARD_WARNING.match(line)]
+    assert len(warnings) == 1 and 'train has 6 classes (64 expected)' in warnings[0], result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == 'Training...' and BATCH_LINE.match(lines[1]) and lines[2] == 'Evaluating...', lines
     for name in ('Train', 'Validation', 'Test'):

@@ -1,23 +1,29 @@
-"""fetch_data.sh: builds the original's data/ layout from local sources, idempotently, and
-leaves nothing half-done behind when it fails.
+"""fetch_data.sh: builds the original's data/ layout from local sources, idempotently,
+verifies it, and leaves nothing half-done behind when it fails; `verify` re-checks data/.
 
 No network here: Omniglot comes from the ../shared mirror, Mini-ImageNet from a small fake
-ILSVRC2012_img_train.tar generated with the real layout (per-class tars inside one tar).
+ILSVRC2012_img_train.tar generated with the real layout (per-class tars inside one tar),
+read directly or through a byte-range HTTP server on 127.0.0.1 that each test starts.
 """
 
+import http.server
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 import pytest
 from PIL import Image
 
-from conftest import REPO_DIR, run_fetch
+from conftest import REPO_DIR, fetch_env, run_fetch
+from supervised_reptile.fetch_data import FetchError, parse_metadata
+from supervised_reptile.standard import MINIIMAGENET_WNIDS, miniimagenet_images
 
 SMALL_SETS = 'images_background_small1 images_background_small2'
 
@@ -49,7 +55,46 @@ def test_omniglot_merges_overlapping_sets_into_alphabet_folders(omniglot_data):
 
 
 def test_omniglot_leaves_no_temporary_folders(omniglot_data):
-    assert [p.name for p in omniglot_data.parent.iterdir()] == ['omniglot']
+    assert sorted(p.name for p in omniglot_data.parent.iterdir()) == ['omniglot', 'omniglot_runs']
+
+
+def test_omniglot_fetches_lakes_one_shot_runs_into_their_own_folder(omniglot_data):
+    runs = omniglot_data.parent / 'omniglot_runs'
+    assert sorted(p.name for p in runs.iterdir()) == [f'run{r:02d}' for r in range(1, 21)]
+    for run in runs.iterdir():
+        assert sorted(p.name for p in (run / 'training').iterdir()) == [f'class{c:02d}.png' for c in range(1, 21)]
+        assert sorted(p.name for p in (run / 'test').iterdir()) == [f'item{c:02d}.png' for c in range(1, 21)]
+        lines = (run / 'class_labels.txt').read_text().splitlines()
+        assert len(lines) == 20 and lines[0].startswith(f'{run.name}/test/item01.png {run.name}/training/class')
+
+
+def test_verify_omniglot_prints_counts_and_checks_the_release_counts(omniglot_data):
+    # The small sets pass the per-character checks (the build verified them) but, with the
+    # default OMNIGLOT_SETS, not the full release's 50 alphabets and 1623 characters.
+    result = run_fetch(omniglot_data.parent.parent, 'verify', 'omniglot')
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ['data/omniglot: 8 alphabets, 242 characters; 4840 PNGs decoded',
+                                          'data/omniglot_runs: 20 of 20 runs; 800 PNGs decoded']
+    assert result.stderr.splitlines() == [
+        'data/omniglot: 8 alphabets and 242 characters, but the release has 50 and 1623']
+
+
+def test_verify_omniglot_names_each_broken_character_and_run(omniglot_data, tmp_path):
+    shutil.copytree(omniglot_data / 'Greek', tmp_path / 'data' / 'omniglot' / 'Greek')
+    shutil.copytree(omniglot_data.parent / 'omniglot_runs', tmp_path / 'data' / 'omniglot_runs')
+    character = tmp_path / 'data' / 'omniglot' / 'Greek' / 'character03'
+    drawings = sorted(character.iterdir())
+    drawings[0].unlink()
+    drawings[1].write_bytes(drawings[1].read_bytes()[:100])
+    (tmp_path / 'data' / 'omniglot_runs' / 'run07' / 'test' / 'item05.png').unlink()
+    result = run_fetch(tmp_path, 'verify', OMNIGLOT_SETS=SMALL_SETS)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        'data/omniglot/Greek/character03: 18 of 20 images',
+        f'data/omniglot/Greek/character03/{drawings[1].name}: corrupt (cut short: no start or end marker)',
+        'data/omniglot_runs/run07/test: 19 of 20 images',
+        'data/omniglot_runs/run07/class_labels.txt: not 20 lines "<test drawing> <training drawing>" naming '
+        'files of the run']
 
 
 @pytest.fixture(scope='module')
@@ -83,13 +128,27 @@ def test_omniglot_extracts_with_python_when_unzip_is_missing(omniglot_mirror, tm
     # A fresh Debian has python3 but not unzip: PATH holds only the other tools used.
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
-    for tool in ['bash', 'mkdir', 'mktemp', 'rm', 'cp', 'mv', 'basename']:
+    for tool in ['bash', 'mkdir', 'mktemp', 'rm', 'cp', 'mv']:
         (bin_dir / tool).symlink_to(shutil.which(tool))
     (bin_dir / 'python3').symlink_to(sys.executable)
     result = run_fetch(tmp_path, 'omniglot', PATH=str(bin_dir), OMNIGLOT_URL=str(omniglot_mirror),
                        OMNIGLOT_SETS='images_background_small1')
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / 'data' / 'omniglot').glob('*/*/*.png'))) == 136 * 20
+
+
+@pytest.mark.parametrize('content, words', [
+    (b'version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 9464212\n', ['Git LFS pointer']),
+    (b'<!DOCTYPE html>\n<html><body>Not found</body></html>\n', ['HTML page']),
+])
+def test_omniglot_zip_that_is_not_a_zip_fails_naming_what_it_is(omniglot_mirror, tmp_path, content, words):
+    mirror = tmp_path / 'mirror'
+    mirror.mkdir()
+    (mirror / 'images_background.zip').write_bytes(content)
+    result = run_fetch(tmp_path, 'omniglot', OMNIGLOT_URL=mirror.as_uri(), OMNIGLOT_SETS='images_background',
+                       OMNIGLOT_RUNS_URL=str(omniglot_mirror / 'all_runs.zip'))
+    assert_one_line_error(result, 'images_background.zip', *words)
+    assert list((tmp_path / 'data').iterdir()) == []
 
 
 def test_missing_omniglot_zip_fails_cleanly(omniglot_mirror, tmp_path):
@@ -111,6 +170,7 @@ def test_corrupt_zip_midway_removes_partial_extraction(omniglot_mirror, tmp_path
     mirror = tmp_path / 'mirror'
     mirror.mkdir()
     shutil.copy(omniglot_mirror / 'images_background_small1.zip', mirror)
+    shutil.copy(omniglot_mirror / 'all_runs.zip', mirror)
     (mirror / 'images_background_small2.zip').write_bytes(b'not a zip')
     result = run_fetch(tmp_path, 'omniglot', OMNIGLOT_URL=str(mirror), OMNIGLOT_SETS=SMALL_SETS)
     assert result.returncode != 0
@@ -118,11 +178,13 @@ def test_corrupt_zip_midway_removes_partial_extraction(omniglot_mirror, tmp_path
 
 
 def test_ctrl_c_removes_partial_extraction(omniglot_mirror, tmp_path):
-    # A stand-in unzip that hangs, so the interrupt lands in the middle of the work.
+    # A stand-in unzip that hangs, so the interrupt lands in the middle of the work. Python,
+    # so that Ctrl-C ends it wherever it lands (a shell script could finish `touch` and sleep on).
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     started = tmp_path / 'unzip_started'
-    (bin_dir / 'unzip').write_text(f'#!/bin/bash\ntouch {started}\nexec sleep 30\n')
+    (bin_dir / 'unzip').write_text(f'#!{sys.executable}\nimport pathlib, time\n'
+                                   f'pathlib.Path({str(started)!r}).touch()\ntime.sleep(30)\n')
     (bin_dir / 'unzip').chmod(0o755)
     env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}',
                OMNIGLOT_URL=str(omniglot_mirror), OMNIGLOT_SETS=SMALL_SETS)
@@ -196,10 +258,14 @@ def fake_imagenet(tmp_path_factory):
 
 
 def assert_miniimagenet(root, images):
+    """data/miniimagenet holds exactly `images`, and data/ nothing else (no staging folder)."""
     out = root / 'data' / 'miniimagenet'
     found = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob('*') if p.is_file()}
     assert found == images
     assert [p.name for p in (root / 'data').iterdir()] == ['miniimagenet']
+
+
+FAKE_SUMMARY = 'data/.miniimagenet.partial: 2/1/1 train/val/test classes; 12 JPEGs decoded'
 
 
 def test_miniimagenet_cuts_images_out_of_local_tar(fake_imagenet, tmp_path):
@@ -208,27 +274,19 @@ def test_miniimagenet_cuts_images_out_of_local_tar(fake_imagenet, tmp_path):
                        MINIIMAGENET_METADATA=str(meta))
     assert result.returncode == 0, result.stderr
     assert 'Fetching wnid: n01532829' in result.stdout
+    assert result.stdout.splitlines()[-2:] == [FAKE_SUMMARY, 'Renamed data/.miniimagenet.partial to data/miniimagenet']
     assert_miniimagenet(tmp_path, images)
 
 
-@pytest.mark.skipif(shutil.which('curl') is None, reason='curl is not installed')
-def test_miniimagenet_byte_range_download_gives_same_images(fake_imagenet, tmp_path):
-    # The default path (curl -r per image) tested through a file:// URL instead of image-net.org.
-    tar_path, meta, images = fake_imagenet
-    result = run_fetch(tmp_path, 'miniimagenet', IMAGENET_URL=tar_path.as_uri(),
-                       MINIIMAGENET_METADATA=str(meta))
-    assert result.returncode == 0, result.stderr
-    assert_miniimagenet(tmp_path, images)
-
-
-def test_wrong_tar_fails_without_leaving_images(fake_imagenet, tmp_path):
+def test_wrong_tar_fails_without_keeping_images(fake_imagenet, tmp_path):
     _, meta, _ = fake_imagenet
     wrong = tmp_path / 'wrong.tar'
     wrong.write_bytes(b'\0' * 100000)
     result = run_fetch(tmp_path, 'miniimagenet', IMAGENET_TAR=str(wrong),
                        MINIIMAGENET_METADATA=str(meta))
-    assert_one_line_error(result, 'IMAGENET_TAR')
-    assert list((tmp_path / 'data').iterdir()) == []
+    assert_one_line_error(result, 'not a whole JPEG', 'IMAGENET_TAR')
+    assert not (tmp_path / 'data' / 'miniimagenet').exists()
+    assert list((tmp_path / 'data').rglob('*.JPEG')) == []
 
 
 def test_missing_imagenet_tar_fails_cleanly(fake_imagenet, tmp_path):
@@ -236,7 +294,7 @@ def test_missing_imagenet_tar_fails_cleanly(fake_imagenet, tmp_path):
     result = run_fetch(tmp_path, 'miniimagenet', IMAGENET_TAR=str(tmp_path / 'absent.tar'),
                        MINIIMAGENET_METADATA=str(meta))
     assert_one_line_error(result, 'absent.tar', 'IMAGENET_TAR')
-    assert not (tmp_path / 'data' / 'miniimagenet').exists()
+    assert not (tmp_path / 'data').exists()
 
 
 def test_missing_metadata_folder_fails_cleanly(fake_imagenet, tmp_path):
@@ -244,6 +302,266 @@ def test_missing_metadata_folder_fails_cleanly(fake_imagenet, tmp_path):
     result = run_fetch(tmp_path, 'miniimagenet', IMAGENET_TAR=str(tar_path),
                        MINIIMAGENET_METADATA=str(tmp_path / 'absent'))
     assert_one_line_error(result, 'absent', 'MINIIMAGENET_METADATA')
+    assert not (tmp_path / 'data').exists()
+
+
+def test_imagenet_url_must_be_http(fake_imagenet, tmp_path):
+    tar_path, meta, _ = fake_imagenet
+    result = run_fetch(tmp_path, 'miniimagenet', IMAGENET_URL=tar_path.as_uri(), MINIIMAGENET_METADATA=str(meta))
+    assert_one_line_error(result, 'IMAGENET_URL', 'http', 'IMAGENET_TAR')
+    assert not (tmp_path / 'data').exists()
+
+
+# Two lines of the original's metadata/miniimagenet/train/n01532829.csv (of its 600).
+REAL_CSV = 'n01532829_100.JPEG,1907826176-1907937291\nn01532829_10032.JPEG,1932231680-1932423711\n'
+
+
+def test_metadata_parser_takes_only_the_originals_csv_format():
+    assert parse_metadata(REAL_CSV, 'n01532829', 'x.csv') == [
+        ('n01532829_100.JPEG', 1907826176, 1907937291), ('n01532829_10032.JPEG', 1932231680, 1932423711)]
+    with pytest.raises(FetchError, match="x.csv lists 2 images of n01532829, where the original's metadata lists 600"):
+        parse_metadata(REAL_CSV, 'n01532829', 'x.csv', 600)
+    for wrong in ['version https://git-lfs.github.com/spec/v1\n', '<!DOCTYPE html>\n', '',
+                  REAL_CSV.replace('n01532829', 'n01558993'), 'n01532829_1.JPEG,20-10\n']:
+        with pytest.raises(FetchError, match='x.csv'):
+            parse_metadata(wrong, 'n01532829', 'x.csv')
+
+
+# --- verify -----------------------------------------------------------------------------
+
+@pytest.fixture
+def standard_miniimagenet(tmp_path):
+    """data/miniimagenet with the original's classes and image counts, every image a hard
+    link to one tiny JPEG; removed after the test rather than left to pytest's rotation of
+    temporary folders (60,000 files)."""
+    tiny = tmp_path / 'tiny.JPEG'
+    tiny.write_bytes(_jpeg(0))
+    data = tmp_path / 'data' / 'miniimagenet'
+    for split, wnids in MINIIMAGENET_WNIDS.items():
+        for wnid in wnids:
+            (data / split / wnid).mkdir(parents=True)
+            for k in range(miniimagenet_images(wnid)):
+                os.link(tiny, data / split / wnid / f'{wnid}_{k}.JPEG')
+    yield data
+    shutil.rmtree(data)
+
+
+def test_verify_miniimagenet_names_each_class_with_a_missing_or_corrupt_image(standard_miniimagenet, tmp_path):
+    data = standard_miniimagenet
+    (data / 'train' / 'n01532829' / 'n01532829_7.JPEG').unlink()
+    corrupt = data / 'val' / 'n03535780' / 'n03535780_3.JPEG'
+    corrupt.unlink()  # a file of its own, not the shared link
+    corrupt.write_bytes(b'\xff\xd8' + b'not a JPEG' * 10 + b'\xff\xd9')
+    # One run (decoding 60,000 files takes seconds): every other class passes, unnamed.
+    result = run_fetch(tmp_path, 'verify', 'miniimagenet')
+    assert result.returncode == 1
+    assert result.stdout == 'data/miniimagenet: 64/16/20 train/val/test classes; 59979 JPEGs decoded\n'
+    assert result.stderr.splitlines() == ['data/miniimagenet/train/n01532829: 599 of 600 images',
+                                          'data/miniimagenet/val/n03535780: 596 of 597 images',
+                                          'data/miniimagenet/val/n03535780/n03535780_3.JPEG: corrupt (cannot decode)']
+
+
+def test_verify_without_pillow_checks_start_and_end_markers_and_says_so(fake_imagenet, tmp_path):
+    tar_path, meta, _ = fake_imagenet
+    built = run_fetch(tmp_path, 'miniimagenet', IMAGENET_TAR=str(tar_path), MINIIMAGENET_METADATA=str(meta))
+    assert built.returncode == 0, built.stderr
+    no_pillow = tmp_path / 'no_pillow' / 'PIL'
+    no_pillow.mkdir(parents=True)
+    (no_pillow / '__init__.py').write_text('raise ImportError("Pillow hidden by the test")\n')
+    cut, undecodable = sorted((tmp_path / 'data' / 'miniimagenet' / 'train').glob('*/*.JPEG'))[:2]
+    cut.write_bytes(cut.read_bytes()[:-10])
+    undecodable.write_bytes(b'\xff\xd8' + b'not a JPEG' * 10 + b'\xff\xd9')  # passes a marker check
+    result = run_fetch(tmp_path, 'verify', 'miniimagenet', MINIIMAGENET_METADATA=str(meta),
+                       PYTHONPATH=str(no_pillow.parent))
+    assert result.returncode == 1
+    assert result.stdout == ('data/miniimagenet: 2/1/1 train/val/test classes; 11 JPEGs checked by their start '
+                             'and end markers only (python3 has no Pillow)\n')
+    relative = cut.relative_to(tmp_path)
+    assert result.stderr.splitlines() == [f'{relative.parent}: 2 of 3 images',
+                                          f'{relative}: corrupt (cut short: no start or end marker)']
+
+
+def test_verify_with_nothing_to_verify_fails_cleanly(tmp_path):
+    result = run_fetch(tmp_path, 'verify')
+    assert_one_line_error(result, 'nothing to verify')
+
+
+# --- Downloads through a byte-range HTTP server --------------------------------------------
+
+class TarServer(http.server.ThreadingHTTPServer):
+    """A local stand-in for the ILSVRC2012_img_train.tar server: GET /<mode>/<file>, where
+    mode is one of
+      ranges    206 Partial Content with the bytes of the `Range: bytes=a-b` header
+      redirect  302 to /ranges/<file>, as download servers do
+      ignore    200 with a 64 MB body of unannounced length: a server that ignores Range
+      html      200 with a small HTML page (a login page)
+    It records (path, Range header) of each request. `fail_after` turns every request after
+    that many into a 404, `delay` delays each answer, `most_at_once` is the peak number of
+    requests in progress, `sent` the bytes of all 'ignore' bodies written."""
+    daemon_threads = True
+
+    def __init__(self, data):
+        super().__init__(('127.0.0.1', 0), _TarHandler)
+        self.data = data
+        self.requests, self.fail_after, self.delay = [], None, 0
+        self.in_progress = self.most_at_once = self.sent = 0
+        self.lock = threading.Lock()
+
+    def url(self, mode, name='ILSVRC2012_img_train.tar'):
+        return f'http://127.0.0.1:{self.server_port}/{mode}/{name}'
+
+
+class _TarHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        server = self.server
+        with server.lock:
+            server.requests.append((self.path, self.headers['Range']))
+            failing = server.fail_after is not None and len(server.requests) > server.fail_after
+            server.in_progress += 1
+            server.most_at_once = max(server.most_at_once, server.in_progress)
+        try:
+            time.sleep(server.delay)
+            if failing:
+                self.send_error(404)
+            else:
+                getattr(self, '_' + self.path.split('/')[1])()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading, as it should from 'ignore'
+        finally:
+            with server.lock:
+                server.in_progress -= 1
+
+    def _ranges(self):
+        first, last = map(int, re.fullmatch(r'bytes=(\d+)-(\d+)', self.headers['Range']).groups())
+        self.send_response(206)
+        self.send_header('Content-Range', f'bytes {first}-{last}/{len(self.server.data)}')
+        self._send(self.server.data[first:last + 1])
+
+    def _redirect(self):
+        self.send_response(302)
+        self.send_header('Location', self.path.replace('/redirect/', '/ranges/', 1))
+        self._send(b'')
+
+    def _ignore(self):
+        self.send_response(200)
+        self.end_headers()  # no Content-Length: the body ends when the connection closes
+        for _ in range(1024):
+            self.wfile.write(b'\0' * 65536)
+            with self.server.lock:
+                self.server.sent += 65536
+
+    def _html(self):
+        self.send_response(200)
+        self._send(b'<!DOCTYPE html>\n<html><body>Please log in</body></html>\n')
+
+    def _send(self, body):
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass  # keep the test output clean
+
+
+@pytest.fixture
+def server(fake_imagenet):
+    """A TarServer of the fake tar, running in a thread for the test."""
+    if shutil.which('curl') is None:
+        pytest.skip('curl is not installed')
+    tar_server = TarServer(fake_imagenet[0].read_bytes())
+    thread = threading.Thread(target=tar_server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield tar_server
+    tar_server.shutdown()
+    tar_server.server_close()
+    thread.join()
+
+
+def fetch_from(server, mode, root, meta, **env):
+    return run_fetch(root, 'miniimagenet', IMAGENET_URL=server.url(mode), MINIIMAGENET_METADATA=str(meta), **env)
+
+
+@pytest.mark.parametrize('mode', ['ranges', 'redirect'])
+def test_byte_range_download_gives_same_images(fake_imagenet, server, tmp_path, mode):
+    _, meta, images = fake_imagenet
+    result = fetch_from(server, mode, tmp_path, meta)
+    assert result.returncode == 0, result.stderr
+    assert FAKE_SUMMARY in result.stdout.splitlines()
+    assert_miniimagenet(tmp_path, images)
+    assert len([path for path, _ in server.requests if path.startswith('/ranges/')]) == len(images)
+
+
+def test_downloads_run_in_parallel_up_to_fetch_jobs(fake_imagenet, server, tmp_path):
+    _, meta, images = fake_imagenet
+    server.delay = 0.1
+    result = fetch_from(server, 'ranges', tmp_path, meta, FETCH_JOBS='2')
+    assert result.returncode == 0, result.stderr
+    assert server.most_at_once == 2
+    assert_miniimagenet(tmp_path, images)
+
+
+@pytest.mark.parametrize('mode, answer', [('ignore', 'sent more than the'),
+                                          ('html', 'answered HTTP 200, not 206 Partial Content')])
+def test_server_ignoring_range_fails_without_downloading_the_tar(fake_imagenet, server, tmp_path, mode, answer):
+    _, meta, _ = fake_imagenet
+    result = fetch_from(server, mode, tmp_path, meta, FETCH_JOBS='1')
+    assert_one_line_error(result, server.url(mode), 'does not serve byte ranges', answer, 'IMAGENET_TAR')
+    assert len(server.requests) <= 2  # the first answer stops the fetch (one more may have started)
+    assert server.sent < 16 << 20  # of 64 MB: curl was stopped
+    assert not (tmp_path / 'data' / 'miniimagenet').exists()
+
+
+def test_rerun_fetches_only_missing_or_broken_images(fake_imagenet, server, tmp_path):
+    _, meta, images = fake_imagenet
+    server.fail_after = 5
+    result = fetch_from(server, 'ranges', tmp_path, meta, FETCH_JOBS='1')
+    assert_one_line_error(result, 'error: 404', 're-run to resume')
+    assert not (tmp_path / 'data' / 'miniimagenet').exists()
+    kept = sorted((tmp_path / 'data' / '.miniimagenet.partial').rglob('*.JPEG'))
+    assert len(kept) == 5
+    kept[0].write_bytes(kept[0].read_bytes()[:-10])  # cut short, as by a full disk
+    (kept[1].parent / 'other.JPEG.part').write_bytes(b'half an image')
+
+    server.requests.clear()
+    server.fail_after = None
+    result = fetch_from(server, 'ranges', tmp_path, meta)
+    assert result.returncode == 0, result.stderr
+    assert 'Resumed: 4 images were already in data/.miniimagenet.partial; fetched 8' in result.stdout
+    ranges = {name: f'bytes={span}' for csv in meta.rglob('*.csv')
+              for name, span in (line.split(',') for line in csv.read_text().split())}
+    refetched = set(ranges) - {path.name for path in kept[1:]}
+    assert sorted(r for _, r in server.requests) == sorted(ranges[name] for name in refetched)
+    assert_miniimagenet(tmp_path, images)
+
+
+def test_ctrl_c_during_download_leaves_only_the_staging_folder(fake_imagenet, server, tmp_path):
+    _, meta, images = fake_imagenet
+    server.delay = 0.3
+    env = fetch_env(IMAGENET_URL=server.url('ranges'), MINIIMAGENET_METADATA=str(meta), FETCH_JOBS='1')
+    proc = subprocess.Popen(['bash', str(REPO_DIR / 'fetch_data.sh'), 'miniimagenet'], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    staging = tmp_path / 'data' / '.miniimagenet.partial'
+    try:
+        deadline = time.monotonic() + 20
+        while not list(staging.rglob('*.JPEG')) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert 'Traceback' not in stderr, stderr
+    assert [p.name for p in (tmp_path / 'data').iterdir()] == ['.miniimagenet.partial']
+    assert 0 < len(list(staging.rglob('*.JPEG'))) < len(images)
+
+
+def test_metadata_download_that_is_not_the_originals_csv_fails_naming_it(server, tmp_path):
+    result = run_fetch(tmp_path, 'miniimagenet', MINIIMAGENET_METADATA=server.url('html', 'metadata'),
+                       IMAGENET_URL=server.url('ranges'))
+    assert_one_line_error(result, server.url('html', 'metadata/train/n01532829.csv'),
+                          'not a Mini-ImageNet metadata CSV for n01532829', "'<!DOCTYPE html>'")
     assert not (tmp_path / 'data' / 'miniimagenet').exists()
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from supervised_reptile import miniimagenet, omniglot
 from supervised_reptile.errors import InputError
+from supervised_reptile.standard import MINIIMAGENET_WNIDS, miniimagenet_images
 
 ROTATIONS = (0, 90, 180, 270)
 
@@ -328,3 +329,30 @@ def test_miniimagenet_corrupt_jpeg_raises_input_error_naming_the_file(miniimagen
     with pytest.raises(InputError, match='cannot read image') as info:
         cls.sample(len(cls))
     assert str(bad) in str(info.value)
+
+
+def test_miniimagenet_nonstandard_warning_carries_the_counts():
+    """nonstandard_warning: None for the original's classes and image counts (600 per class,
+    597-599 for a few); otherwise one line with each split's class count that differs and
+    the classes with fewer images."""
+    counts = {split: {wnid: miniimagenet_images(wnid) for wnid in wnids}
+              for split, wnids in MINIIMAGENET_WNIDS.items()}
+    assert miniimagenet.nonstandard_warning('data/miniimagenet', counts) is None
+    counts['train']['n01532829'] = 599
+    del counts['test']['n07613480']
+    assert miniimagenet.nonstandard_warning('data/miniimagenet', counts) == (
+        'warning: data/miniimagenet is not the standard Mini-ImageNet: test has 19 classes (20 expected), '
+        "1 classes with fewer images than the original's (n01532829: 599 of 600); results are not comparable "
+        "with the paper's; ./fetch_data.sh verify miniimagenet checks it")
+
+
+def test_miniimagenet_read_dataset_warns_once_on_a_small_tree(miniimagenet_tree, capsys):
+    """read_dataset on a tree that is not the original's prints one warning line on stderr,
+    for the whole data set, with its counts."""
+    miniimagenet.read_dataset(str(miniimagenet_tree))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f'warning: {miniimagenet_tree} is not the standard Mini-ImageNet: train has 3 classes (64 expected), '
+        'val has 2 classes (16 expected), test has 1 classes (20 expected), 6 classes with fewer images than '
+        "the original's (n01000001: 4 of 600, n02000003: 4 of 600, n03000002: 5 of 600, ...);"), lines[0]
