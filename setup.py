@@ -13,6 +13,7 @@ setup(
     packages=find_packages(include=['supervised_reptile', 'supervised_reptile.*']),
     package_data={'supervised_reptile': ['demo_page.html']},
     py_modules=['run_omniglot', 'run_miniimagenet'],
+    license='MIT',
     python_requires='>=3.11',
     install_requires=['tensorflow>=2.16', 'keras>=3', 'tensorboard', 'numpy', 'pillow', 'absl-py'],
     extras_require={'test': ['pytest', 'selenium']},
