@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import zipfile
 
 import keras
 import numpy as np
@@ -168,7 +169,7 @@ def load(path, algo):
 def _restore(prefix, reader, algo):
     """Assign every weight and optimizer tensor `algo` has from `reader`, all or nothing."""
     shapes = reader.get_variable_to_shape_map()
-    if isinstance(algo.optimizer, Adam) and stored_optimizer(reader) != 'Adam':
+    if isinstance(algo.optimizer, Adam) and _stored_optimizer(prefix, reader) != 'Adam':
         raise InputError(f'checkpoint {prefix} holds no Adam state: it was trained with --sgd; '
                          'add --sgd to fine-tune it as it was trained')
     targets = state_tensors(algo)
@@ -189,11 +190,14 @@ def _restore(prefix, reader, algo):
     algo.optimizer_state['step'].assign(steps)
 
 
-def stored_optimizer(reader):
+def _stored_optimizer(prefix, reader):
     """The inner optimizer a checkpoint was trained with: recorded by us, else 'Adam' when
     it holds Adam slots, 'Preconditioned' when it holds the web demo's `adam_v`, else 'SGD'."""
-    if reader.has_tensor(OPTIMIZER_KEY):
-        return reader.get_tensor(OPTIMIZER_KEY).decode()
+    try:
+        if reader.has_tensor(OPTIMIZER_KEY):
+            return reader.get_tensor(OPTIMIZER_KEY).decode()
+    except (tf.errors.OpError, ValueError, IndexError) as exc:
+        raise _unreadable(prefix, exc) from None
     names = reader.get_variable_to_shape_map()
     for slot, optimizer in (('/Adam', 'Adam'), ('/adam_v', 'Preconditioned')):
         if any(name.endswith(slot) for name in names):
@@ -260,7 +264,7 @@ def load_pretrained(path, learning_rate=1e-3, sgd=None, transductive=False, weig
     in_channels, filters = shapes['conv2d/kernel'][2:]
     model = MODELS['miniimagenet' if in_channels == 3 else 'omniglot'](
         shapes['dense/bias'][0], filters=filters, conv_bias='conv2d/bias' in shapes, dtype=dtype)
-    stored = stored_optimizer(reader)
+    stored = _stored_optimizer(prefix, reader)
     if stored == 'Preconditioned':
         optimizer = Preconditioned([np.zeros(w.shape) for w in model.trainable_weights])  # restored below
     else:
@@ -287,7 +291,7 @@ def _load_webdemo(path, dtype, kwargs):
         values = [arrays[k] for k in keys]
         second_moments = [arrays[f'{k}/adam_v'] for k in keys]
         model = MODELS['omniglot'](values[-1].shape[0], filters=values[0].shape[-1], conv_bias=False, dtype=dtype)
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f'cannot read web-demo parameters {path} ({exc}): expected the published '
                          'reptile_webdemo_*.npz') from None
     for key, var, value, moment in zip(keys, model.trainable_variables, values, second_moments):

@@ -66,7 +66,11 @@ def _train(args, dataset, splits, runner):
     if args.meta_batch < runner.replicas:
         raise InputError(f'--meta-batch {args.meta_batch} gives some of the {runner.replicas} replicas no task: '
                          f'raise it to at least {runner.replicas}')
-    runs.check_or_record(args.checkpoint, args, runs.data_digest(splits, args.data_dir), write=runner.is_chief)
+    identity = runs.identity(args, runs.data_digest(splits, args.data_dir))
+    runs.check(args.checkpoint, identity, args.resume)
+    runner.barrier()  # every process has checked the folder before the chief writes to it
+    if runner.is_chief:
+        runs.record(args.checkpoint, identity)
     algo = algorithm(args, _seeded_model(dataset, args.classes, args.seed, args.precision))
     eval_stream = RandomStream(f'eval-interval-samples/{args.seed}') if args.eval_interval_samples else None
     start = checkpoint.resume(args.checkpoint, algo, eval_stream) if args.resume else 0

@@ -50,6 +50,9 @@ class Local:
         """Whether any process asked to stop: here, just this one."""
         return requested
 
+    def barrier(self):
+        """Wait until every process gets here: here, at once."""
+
 
 LOCAL = Local()
 
@@ -117,8 +120,14 @@ class Replicated:
         flag = self.strategy.experimental_distribute_values_from_function(lambda _: tf.constant(float(requested)))
         return bool(self._any_stop(flag) > 0)
 
+    def barrier(self):
+        """Wait until every process gets here (an all-reduce of nothing)."""
+        self.any_stop(False)
+
     def _reduce_flag(self, flag):
-        summed = self.strategy.run(lambda f: tf.distribute.get_replica_context().all_reduce('sum', f), args=(flag,))
+        # identity: a tensor placed on the replica's device (inputs of a function are on none)
+        summed = self.strategy.run(lambda f: tf.distribute.get_replica_context().all_reduce('sum', tf.identity(f)),
+                                   args=(flag,))
         return self.strategy.experimental_local_results(summed)[0]
 
     def _distribute(self, arrays, slices):

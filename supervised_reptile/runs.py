@@ -37,24 +37,27 @@ def identity(args, digest):
     return {'flags': flags, 'data': {'dir': args.data_dir, 'digest': digest}}
 
 
-def check_or_record(directory, args, digest, write=True):
-    """On --resume, check the recorded identity against `args` and `digest`; on a new run,
-    refuse a folder that holds one. Then record the identity (when `write`: the chief)."""
-    path = os.path.join(directory, FILE)
-    current = identity(args, digest)
-    recorded = _read(path)
+def check(directory, current, resume):
+    """On --resume, check the recorded identity against `current` (see `identity`); on a new
+    run, refuse a folder that already holds one."""
+    recorded = _read(os.path.join(directory, FILE))
     holds_run = recorded is not None or os.path.isfile(os.path.join(directory, 'checkpoint'))
-    if holds_run and not args.resume:
+    if holds_run and not resume:
         raise InputError(f'{directory} already holds a training run: add --resume to continue it, '
                          'or choose another --checkpoint folder')
     if recorded is not None:
         _check(directory, recorded, current)
-    elif write:
-        os.makedirs(directory, exist_ok=True)
-        temp = path + '.tmp'
-        with open(temp, 'w') as out:
-            json.dump(current, out, indent=1, sort_keys=True)
-        os.replace(temp, path)
+
+
+def record(directory, current):
+    """Write `current` as the folder's `run.json` (atomically), unless it holds one."""
+    path = os.path.join(directory, FILE)
+    if os.path.exists(path):
+        return
+    os.makedirs(directory, exist_ok=True)
+    with open(path + '.tmp', 'w') as out:
+        json.dump(current, out, indent=1, sort_keys=True)
+    os.replace(path + '.tmp', path)
 
 
 def _read(path):

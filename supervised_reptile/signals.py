@@ -26,7 +26,7 @@ class Stopped(BaseException):
         return 128 + self.signum
 
     def __str__(self):
-        return f'stopped by {signal.Signals(self.signum).name} {self.args[0]}'
+        return ' '.join(filter(None, ['stopped by', signal.Signals(self.signum).name, self.args[0]]))
 
 
 def raise_on_sigterm():

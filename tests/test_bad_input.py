@@ -10,6 +10,7 @@ import pathlib
 import random
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from cli_helpers import (assert_input_error, assert_success, fake_miniimagenet, fake_omniglot, run_cli,
@@ -96,6 +97,53 @@ CASES = [
          lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--classes', 10,
                     '--pretrained', '--checkpoint', d['ckpt_3way'], *TINY_EVAL],
          lambda d: ['3-way', '10-way', '--classes']),
+    Case('sgd_checkpoint_without_sgd', 'omniglot',
+         lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--pretrained',
+                    '--checkpoint', d['ckpt_sgd'], *TINY_EVAL],
+         lambda d: [str(d['ckpt_sgd']), 'no Adam state', 'add --sgd']),
+    Case('webdemo_model_with_a_wrong_shape', 'omniglot',
+         lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--classes', 3, '--pretrained',
+                    '--checkpoint', d['npz_wrong_shape'], *TINY_EVAL],
+         lambda d: [str(d['npz_wrong_shape']), 'conv1/kernel', 'not the published one']),
+    Case('truncated_webdemo_model', 'omniglot',
+         lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--classes', 3, '--pretrained',
+                    '--checkpoint', d['npz_truncated'], *TINY_EVAL],
+         lambda d: ['cannot read web-demo parameters', str(d['npz_truncated'])]),
+
+    # Flags that are out of range or not numbers.
+    Case('seed_beyond_32_bits', 'omniglot', lambda d: ['--seed', 8589934592],
+         lambda d: ['--seed', '2**32', '8589934592']),
+    Case('negative_seed', 'miniimagenet', lambda d: ['--seed', -1], lambda d: ['--seed', '-1']),
+    Case('nan_learning_rate', 'omniglot', lambda d: ['--learning-rate', 'nan'],
+         lambda d: ['--learning-rate', 'finite', 'nan']),
+    Case('infinite_meta_step', 'miniimagenet', lambda d: ['--meta-step', 'inf'],
+         lambda d: ['--meta-step', 'finite', 'inf']),
+    Case('zero_eval_parallel', 'omniglot', lambda d: ['--eval-parallel', 0],
+         lambda d: ['--eval-parallel', 'at least 1']),
+    Case('cpu_replicas_without_mirrored', 'omniglot', lambda d: ['--cpu-replicas', 2],
+         lambda d: ['--cpu-replicas', '--distribute mirrored']),
+    Case('multi_worker_without_a_cluster', 'omniglot',
+         lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--parallel-tasks', '--meta-batch', 2,
+                    '--distribute', 'multi-worker', *TINY_TRAIN],
+         lambda d: ['multi-worker', 'TF_CONFIG', 'SLURM']),
+    Case('results_in_a_missing_folder', 'omniglot',
+         lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--results', 'nope/r.jsonl',
+                    *TINY_TRAIN],
+         lambda d: ['--results', 'nope/r.jsonl']),
+
+    # A training run's folder: one run per folder, resumed with the flags it started with.
+    Case('new_run_in_a_folder_holding_one', 'omniglot',
+         lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--checkpoint', d['run_dir'],
+                    *TINY_TRAIN],
+         lambda d: [str(d['run_dir']), 'already holds a training run', '--resume']),
+    Case('resume_with_another_seed', 'omniglot',
+         lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--checkpoint', d['run_dir'],
+                    '--resume', '--seed', 1, *TINY_TRAIN],
+         lambda d: ['--seed is 1', 'started with --seed 0', str(d['run_dir'])]),
+    Case('resume_with_another_data_set', 'omniglot',
+         lambda d: ['--data-dir', d['chars17'], '--train-chars', 6, '--shots', 1, '--checkpoint', d['run_dir'],
+                    '--resume', *TINY_TRAIN],
+         lambda d: ['--data-dir', str(d['chars17']), 'other data', str(d['run_dir'])]),
 ]
 
 LEGAL = [
@@ -109,13 +157,27 @@ LEGAL = [
 BY_ID = {case.id: case for case in CASES + LEGAL}
 
 
-def _save_checkpoint(directory, num_classes):
+def _save_checkpoint(directory, num_classes, sgd=False):
     """A real checkpoint of an untrained `num_classes`-way Omniglot model."""
     from supervised_reptile import checkpoint
     from supervised_reptile.models import omniglot_model
-    from supervised_reptile.optimizers import Adam
+    from supervised_reptile.optimizers import inner_optimizer
     from supervised_reptile.reptile import Reptile
-    checkpoint.save(str(directory), 0, Reptile(omniglot_model(num_classes), Adam(1e-3)))
+    checkpoint.save(str(directory), 0, Reptile(omniglot_model(num_classes), inner_optimizer(1e-3, sgd)))
+
+
+def _webdemo_like(path, wrong_shape=False):
+    """An .npz laid out as the web demo's (3-way, 24 filters), optionally with one kernel
+    of the wrong shape."""
+    shapes = {'conv0/kernel': (3, 3, 1, 24), 'dense/kernel': (96, 3), 'dense/bias': (3,)}
+    shapes.update({f'conv{i}/kernel': (3, 3, 24, 24) for i in (1, 2, 3)})
+    shapes.update({f'conv{i}/{w}': (24,) for i in range(4) for w in ('gamma', 'beta')})
+    if wrong_shape:
+        shapes['conv1/kernel'] = (3, 3, 24, 25)
+    arrays = {key: np.ones(shape, np.float32) for key, shape in shapes.items()}
+    arrays.update({f'{key}/adam_v': value for key, value in arrays.items()})
+    np.savez(path, **arrays)
+    return path
 
 
 @pytest.fixture(scope='module')
@@ -134,6 +196,7 @@ def data(tmp_path_factory):
 
     d['three_pngs'] = fake_omniglot(root / 'three_pngs', num_chars=10, images=3)
     d['chars16'] = fake_omniglot(root / 'chars16', num_chars=16, images=4)
+    d['chars17'] = fake_omniglot(root / 'chars17', num_chars=17, images=4)
 
     # 10 characters of 2 drawings, split 5/5: at the first evaluation every test character
     # is in the task and both its drawings are read. Break one of a test character's
@@ -153,9 +216,22 @@ def data(tmp_path_factory):
     d['ckpt_dangling'].mkdir()
     (d['ckpt_dangling'] / 'checkpoint').write_text('model_checkpoint_path: "model.ckpt-7"\n'
                                                    'all_model_checkpoint_paths: "model.ckpt-7"\n')
-    d['ckpt_3way'], d['ckpt_5way'] = root / 'ckpt_3way', root / 'ckpt_5way'
+    d['ckpt_3way'], d['ckpt_5way'], d['ckpt_sgd'] = root / 'ckpt_3way', root / 'ckpt_5way', root / 'ckpt_sgd'
     _save_checkpoint(d['ckpt_3way'], 3)
     _save_checkpoint(d['ckpt_5way'], 5)
+    _save_checkpoint(d['ckpt_sgd'], 5, sgd=True)
+    d['npz_wrong_shape'] = _webdemo_like(root / 'wrong_shape.npz', wrong_shape=True)
+    d['npz_truncated'] = _webdemo_like(root / 'truncated.npz')
+    truncate(d['npz_truncated'])
+
+    # A folder holding a training run started with --seed 0 on the chars16 data.
+    from supervised_reptile import cli, runs
+    from supervised_reptile.args import argument_parser, parse
+    d['run_dir'] = root / 'run_dir'
+    args = parse(argument_parser('data/omniglot', omniglot=True),
+                 ['--data-dir', str(d['chars16']), '--train-chars', '6', '--shots', '1', *map(str, TINY_TRAIN)])
+    runs.record(str(d['run_dir']), runs.identity(args, runs.data_digest(cli.read_splits('omniglot', args),
+                                                                         args.data_dir)))
     return d
 
 

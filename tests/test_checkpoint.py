@@ -12,7 +12,8 @@
 5. A save that dies midway leaves the previous checkpoint the latest, and loadable.
 6. run_omniglot.py killed with SIGKILL (three times, at random moments and during a save)
    and continued with --resume ends with the same final checkpoint and accuracies as an
-   uninterrupted run; after every kill the latest checkpoint is readable.
+   uninterrupted run; after every kill the latest checkpoint is readable. Sent SIGTERM, it
+   checkpoints the iteration under way and exits 143; resumed, it ends the same way too.
 7. --resume without a checkpoint starts from scratch; --resume --pretrained is refused.
 
 The command-line runs of 6 take most of the time (each process pays TensorFlow's import and
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -275,6 +277,29 @@ class ResumeChain(threading.Thread):
             self.current.kill()
 
 
+class Preempted(threading.Thread):
+    """The run sent SIGTERM once it has printed meta-iteration 150's line, then resumed:
+    `stopped` and `resumed` hold their (returncode, stdout, stderr), `latest_after_stop`
+    the latest checkpoint between the two."""
+
+    def __init__(self, cwd, data_dir):
+        super().__init__(daemon=True)
+        self.cwd, self.data_dir, self.ck = cwd, data_dir, cwd / 'ck'
+        self.stopped = self.resumed = self.error = self.current = None
+
+    def run(self):
+        try:
+            self.current = run = Run(self.cwd, self.data_dir, *RUN_FLAGS, tag='stopped')
+            if run.wait_until(lambda: 'batch 150:' in run.stdout):
+                os.killpg(run.proc.pid, signal.SIGTERM)
+            self.stopped = run.result()
+            self.latest_after_stop = tf.train.latest_checkpoint(str(self.ck))
+            self.current = Run(self.cwd, self.data_dir, *RUN_FLAGS, '--resume', tag='resumed')
+            self.resumed = self.current.result()
+        except BaseException as exc:  # re-raised by the test
+            self.error = exc
+
+
 class Background:
     """Every command-line run of this module, started at once."""
 
@@ -282,6 +307,8 @@ class Background:
         self.reference = Run(root / 'reference', data_dir, *RUN_FLAGS, tag='reference')
         self.chain = ResumeChain(root / 'resumed', data_dir)
         self.chain.start()
+        self.preempted = Preempted(root / 'preempted', data_dir)
+        self.preempted.start()
 
     def finish_chain(self, timeout=600):
         self.chain.join(timeout)
@@ -293,9 +320,18 @@ class Background:
             raise self.chain.error
         return self.chain.runs
 
+    def finish_preempted(self, timeout=600):
+        self.preempted.join(timeout)
+        assert not self.preempted.is_alive(), f'the preempted run did not finish in {timeout} s'
+        if self.preempted.error is not None:
+            raise self.preempted.error
+        return self.preempted
+
     def stop(self):
         self.chain.stop()
         self.reference.kill()
+        if self.preempted.current is not None:
+            self.preempted.current.kill()
 
 
 def _omniglot_available():
@@ -556,7 +592,8 @@ def test_our_checkpoint_lists_the_originals_names_shapes_and_dtypes(tmp_path):
         assert dtypes[name] == dtype, name
     assert listed['beta1_power'] == []
     extras = sorted(n for n in listed if n.startswith('reptile/'))
-    assert extras == sorted([checkpoint.ITERATION_KEY, checkpoint.RANDOM_KEY, checkpoint.STEP_KEY])
+    assert extras == sorted([checkpoint.ITERATION_KEY, checkpoint.RANDOM_KEY, checkpoint.STEP_KEY,
+                             checkpoint.OPTIMIZER_KEY])
     assert len(listed) - len(extras) == 4 * 6 + 4 * 4 * 2 + 2 * 3 + 2  # weights, 2 slots, dense, powers
 
 
@@ -743,6 +780,33 @@ def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(cli_runs):
     assert worst <= 1e-6, (worst, story)
     for name in set(reference) - set(floats):  # step count, meta-iteration, random state
         assert resumed[name] == reference[name], name
+
+
+def test_sigterm_checkpoints_the_current_iteration_and_resume_ends_identically(cli_runs):
+    """SIGTERM once meta-iteration 150's line is printed: the run ends that iteration, writes
+    its checkpoint (not only the last multiple of 100), prints one line and exits 143;
+    --resume then ends with exactly the uninterrupted run's final checkpoint."""
+    preempted = cli_runs.finish_preempted()
+    code, out, err = preempted.stopped
+    assert code == 143, (code, out, err)
+    [line] = err.splitlines()
+    match = re.fullmatch(r'stopped by SIGTERM after meta-iteration (\d+), with a checkpoint of it in ck: '
+                         r'continue with --resume', line)
+    assert match, line
+    iteration = int(match.group(1))
+    assert 150 <= iteration < 200, line  # the signal came during iteration 150 (or just after its line)
+    assert preempted.latest_after_stop == str(preempted.ck / f'model.ckpt-{iteration}')
+    assert 'Evaluating...' not in out
+
+    code, out, err = preempted.resumed
+    assert_success(subprocess.CompletedProcess([], code, out, err))
+    assert out.splitlines()[0] == f'Resuming at meta-iteration {iteration + 1}...'
+    reference = read_all(str(cli_runs.reference.cwd / 'ck' / f'model.ckpt-{FINAL_ITERATION}'))
+    resumed = read_all(str(preempted.ck / f'model.ckpt-{FINAL_ITERATION}'))
+    assert sorted(resumed) == sorted(reference)
+    for name, value in reference.items():
+        assert np.array_equal(resumed[name], value), name
+    assert _lines(out, 'Test accuracy:') == _lines(cli_runs.reference.result()[1], 'Test accuracy:')
 
 
 # --- 7. --resume edge cases --------------------------------------------------------------

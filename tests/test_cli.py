@@ -15,9 +15,11 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from cli_helpers import (NONSTANDARD_WARNING, SCRIPTS, assert_success, cli_env, fake_full_omniglot,
@@ -27,7 +29,7 @@ BATCH_LINE = re.compile(r'^batch (\d+): train=(\d\.\d{6}) test=(\d\.\d{6})$')
 
 
 def accuracy_line_re(name, tasks):
-    return re.compile(rf'^{name} accuracy: (\S+) ± (\d+\.\d{{4}}) \(95% CI, {tasks} tasks\)$')
+    return re.compile(rf'^{name} accuracy: (\d\.\d{{4}}) ± (\d+\.\d{{4}}) \(95% CI, {tasks} tasks\)$')
 
 
 def accuracy(stdout, name, tasks):
@@ -70,6 +72,56 @@ def test_training_prints_the_originals_lines(trained):
     assert len(lines) == 7, result.stdout
     accuracy(result.stdout, 'Train', 20)
     accuracy(result.stdout, 'Test', 20)
+
+
+def rendered_rows(output):
+    """The rows a terminal shows for `output`: carriage returns and backspaces move the
+    cursor, ESC[2K erases the row, text overwrites (the subset of VT100 the bar uses)."""
+    rows, row, col = [], [], 0
+    for token in re.findall(r'\x1b\[[0-9;]*[A-Za-z]|.|\n', output, flags=re.S):
+        if token == '\n':
+            rows.append(''.join(row).rstrip())
+            row, col = [], 0
+        elif token == '\r':
+            col = 0
+        elif token == '\b':
+            col = max(col - 1, 0)
+        elif token == '\x1b[2K':
+            row = []
+        elif not token.startswith('\x1b'):  # colours and bold: no text
+            row[col:col + 1] = [token]
+            col += 1
+    return rows + [''.join(row).rstrip()]
+
+
+def test_on_a_terminal_each_line_has_its_own_row_above_the_bar(omniglot_data, tmp_path):
+    """Under a pseudo-terminal: a progress bar, every `batch N:` line alone on its row (the
+    bar redrawn below it, never glued to it), accuracies with 4 decimals, and no
+    TensorFlow start-up line on stderr."""
+    import pty
+    controller, terminal = pty.openpty()
+    with subprocess.Popen([sys.executable, str(SCRIPTS['omniglot']), '--data-dir', str(omniglot_data),
+                           *map(str, TRAIN_FLAGS), '--checkpoint', 'ck'], cwd=tmp_path, env=cli_env(),
+                          stdout=terminal, stderr=subprocess.PIPE, text=True) as proc:
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 1 << 16)
+            except OSError:  # the terminal closed: the process ended
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        stderr = proc.stderr.read()
+    os.close(controller)
+    assert proc.returncode == 0 and stderr == '', stderr
+    rows = [row for row in rendered_rows(b''.join(chunks).decode()) if row]
+    batch_rows = [row for row in rows if 'batch ' in row]
+    assert [BATCH_LINE.match(row).group(1) for row in batch_rows] == ['0', '5', '10'], rows
+    bars = [i for i, row in enumerate(rows) if re.match(r'^\s*\d+/12 ', row)]
+    assert bars and all(any(b > rows.index(row) for b in bars) for row in batch_rows), rows
+    accuracy(''.join(row + '\n' for row in rows), 'Test', 20)
 
 
 def test_training_writes_checkpoints_in_the_originals_layout(trained):
@@ -292,3 +344,74 @@ def test_every_readme_command_starts(readme_dir):
         if problems:
             failures.append(f'{scripts[i]!r} ({seconds:.0f} s): {"; ".join(problems)}; stdout {lines[-5:]}')
     assert not failures, '\n'.join(failures)
+
+
+# --- 6. Ctrl-C ------------------------------------------------------------------------------
+
+def _interrupt_after(args, cwd, text):
+    """Start run_omniglot.py with `args`, send SIGINT (Ctrl-C) once stdout shows `text`;
+    returns the CompletedProcess."""
+    proc = subprocess.Popen([sys.executable, '-u', str(SCRIPTS['omniglot']), *map(str, args)], cwd=cwd,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = []
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if text in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(args, proc.returncode, ''.join(out) + stdout, stderr)
+
+
+def test_ctrl_c_during_training_checkpoints_and_exits_130(omniglot_data, tmp_path):
+    """Ctrl-C while training: the meta-iteration under way ends with a checkpoint, one line
+    on stderr says where, exit status 130, no traceback."""
+    args = ['--data-dir', omniglot_data, *TRAIN_FLAGS[:-4], '--meta-iters', 100000, '--eval-interval', 5,
+            '--checkpoint', 'ck']
+    result = _interrupt_after(args, tmp_path, 'batch 5:')
+    assert result.returncode == 130, (result.returncode, result.stderr)
+    [line] = result.stderr.splitlines()
+    match = re.fullmatch(r'stopped by SIGINT after meta-iteration (\d+), with a checkpoint of it in ck: '
+                         r'continue with --resume', line)
+    assert match, line
+    assert (tmp_path / 'ck' / f'model.ckpt-{match.group(1)}.index').is_file()
+
+
+def test_ctrl_c_during_evaluation_exits_130_with_one_line(trained, omniglot_data):
+    """Ctrl-C during an evaluation: one line, exit status 130, no traceback."""
+    cwd, _ = trained
+    args = ['--data-dir', omniglot_data, *EVAL_FLAGS[:-3], '--eval-samples', 100000, '--pretrained',
+            '--checkpoint', 'ck']
+    result = _interrupt_after(args, cwd, 'Evaluating...')
+    assert result.returncode == 130, (result.returncode, result.stderr)
+    assert result.stderr.splitlines() == ['stopped by SIGINT (Ctrl-C)'], result.stderr
+
+
+# --- 7. --eval-interval-samples -------------------------------------------------------------
+
+def test_eval_interval_samples_averages_more_tasks_without_changing_training(trained, omniglot_data, tmp_path):
+    """--eval-interval-samples 4: each `batch N:` line shows the mean over 4 more tasks per
+    split (TensorBoard `mean_accuracy`), drawn apart from the original's stream, so the
+    original's one-task `accuracy` curve and the trained weights stay exactly those of the
+    run without it."""
+    plain_cwd, _ = trained
+    result = run_cli('omniglot', tmp_path, '--data-dir', omniglot_data, *TRAIN_FLAGS, '--checkpoint', 'ck',
+                     '--eval-interval-samples', 4)
+    assert_success(result)
+    printed = [BATCH_LINE.match(line) for line in result.stdout.splitlines() if line.startswith('batch ')]
+    assert [m.group(1) for m in printed] == ['0', '5', '10'], result.stdout
+    for column, name in ((2, 'train'), (3, 'test')):
+        means = _scalars(tmp_path / 'ck' / name, 'mean_accuracy')
+        assert sorted(means) == [0, 5, 10]
+        for match in printed:
+            assert means[int(match.group(1))] == pytest.approx(float(match.group(column)), abs=1e-6)
+            assert means[int(match.group(1))] * 20 == pytest.approx(round(means[int(match.group(1))] * 20))  # 4 x 5
+        assert _scalars(tmp_path / 'ck' / name, 'accuracy') == _scalars(plain_cwd / 'ck' / name, 'accuracy')
+    import tensorflow as tf
+    ours, plain = (tf.train.load_checkpoint(str(cwd / 'ck' / 'model.ckpt-11')) for cwd in (tmp_path, plain_cwd))
+    for name in plain.get_variable_to_shape_map():
+        if not name.startswith('reptile/'):
+            assert np.array_equal(ours.get_tensor(name), plain.get_tensor(name)), name
