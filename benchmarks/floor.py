@@ -18,6 +18,8 @@ import time
 
 import tensorflow as tf
 
+from supervised_reptile.models import grouped_conv2d
+
 SETTINGS = {  # name: (groups, batch, inner steps per unit, units per call, unit)
     'omniglot_5w_eval_transductive': (25, 5, 50, 25, 'eval_task'),
     'omniglot_5w': (5, 10, 5, 1, 'meta_iter'),
@@ -26,9 +28,11 @@ STEPS = 50
 
 
 def network(x, kernels, batch_norm):
-    """Omniglot's four conv blocks on [batch, 28, 28, groups], groups side by side in channels."""
+    """Omniglot's four conv blocks on [batch, 28, 28, groups], groups side by side in channels
+    (grouped as the package groups them: one op where TF can, else one per group)."""
+    groups = x.shape[-1]
     for kernel in kernels:
-        x = tf.nn.conv2d(x, kernel, 2, 'SAME')
+        x = grouped_conv2d(x, kernel, groups, 2, 'SAME')
         if batch_norm:
             mean, variance = tf.nn.moments(x, axes=[0, 1, 2], keepdims=True)
             x = tf.nn.batch_normalization(x, mean, variance, None, None, 1e-3)

@@ -103,7 +103,7 @@ def apply(model, params, inputs):
     params = iter(params)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            out = _grouped_conv2d(out, next(params), groups, layer.strides, layer.padding.upper())
+            out = grouped_conv2d(out, next(params), groups, layer.strides, layer.padding.upper())
             if layer.use_bias:
                 out = tf.nn.bias_add(out, next(params))
         elif isinstance(layer, keras.layers.BatchNormalization):
@@ -137,7 +137,7 @@ def _batch_norm(out, gamma, beta, epsilon):
     return tf.nn.batch_normalization(out, mean, variance, beta, gamma, epsilon)
 
 
-def _grouped_conv2d(out, kernel, groups, strides, padding):
+def grouped_conv2d(out, kernel, groups, strides, padding):
     """Convolution with `groups` independent channel groups.
 
     One grouped op where TF has a grouped kernel for this device and dtype (oneDNN on
