@@ -53,25 +53,34 @@ def evaluate_paired(algos, dataset, num_classes, num_shots, eval_inner_batch_siz
     """`evaluate` for several models on exactly the same tasks and inner mini-batches:
     one list of outcomes per model."""
     if episodes_per_call is None:
-        episodes_per_call = min(memory.episodes_per_call(algo, num_classes, num_shots, eval_inner_batch_size,
-                                                         runner.device_type) for algo in algos) * runner.replicas
-    progress = Progress(num_samples, runner.is_chief)
+        episodes_per_call = min(fitting(algo, num_classes, num_shots, eval_inner_batch_size, runner) for algo in algos)
     results = [[] for _ in algos]
-    while len(results[0]) < num_samples:
-        count = min(episodes_per_call, num_samples - len(results[0]))
-        episodes = [sample_episode(dataset, num_classes, num_shots, eval_inner_batch_size, eval_inner_iters,
-                                   replacement) for _ in range(count)]
-        for algo, outcomes in zip(algos, results):
-            outcomes += score(algo, episodes, runner)
-        progress.update(len(results[0]))
+    with Progress(num_samples, runner.is_chief) as progress:
+        while len(results[0]) < num_samples:
+            count = min(episodes_per_call, num_samples - len(results[0]))
+            episodes = [sample_episode(dataset, num_classes, num_shots, eval_inner_batch_size, eval_inner_iters,
+                                       replacement) for _ in range(count)]
+            for algo, outcomes in zip(algos, results):
+                outcomes += score(algo, episodes, runner, episodes_per_call)
+            progress.update(len(results[0]))
     return results
 
 
-def score(algo, episodes, runner=distribute.LOCAL):
-    """The `Outcome` of `algo` on each episode."""
-    logits = runner.logits(algo, [(e.task, e.query_images) for e in episodes])
-    return [Outcome(e.classes, int(np.sum(np.argmax(l, axis=-1) == e.query_labels)), len(e.query_labels))
-            for l, e in zip(logits, episodes)]
+def score(algo, episodes, runner, episodes_per_call):
+    """The `Outcome` of `algo` on each episode, fine-tuned `episodes_per_call` at a time."""
+    outcomes = []
+    for start in range(0, len(episodes), episodes_per_call):
+        chunk = episodes[start:start + episodes_per_call]
+        logits = runner.logits(algo, [(e.task, e.query_images) for e in chunk])
+        outcomes += [Outcome(e.classes, int(np.sum(np.argmax(l, axis=-1) == e.query_labels)), len(e.query_labels))
+                     for l, e in zip(logits, chunk)]
+    return outcomes
+
+
+def fitting(algo, num_classes, num_shots, inner_batch_size, runner):
+    """How many evaluation episodes fit one call: `memory`'s count per replica, times the
+    replicas."""
+    return memory.episodes_per_call(algo, num_classes, num_shots, inner_batch_size, runner.device_type) * runner.replicas
 
 
 def mean_and_ci(values):

@@ -5,7 +5,7 @@ import os
 import tensorflow as tf
 
 from . import checkpoint, distribute
-from .eval import sample_episode, score
+from .eval import fitting, sample_episode, score
 from .progress import Progress
 from .signals import Stopped, StopRequests
 from .tasks import RandomStream, sample_mini_dataset
@@ -36,6 +36,7 @@ def train(algo, train_set, test_set, save_dir, num_classes=5, num_shots=5, train
     writers = _summary_writers(save_dir) if runner.is_chief else None
     periodic = dict(num_classes=num_classes, num_shots=num_shots, inner_batch_size=eval_inner_batch_size,
                     inner_iters=eval_inner_iters, replacement=replacement)
+    per_call = fitting(algo, num_classes, num_shots, eval_inner_batch_size, runner)
     with StopRequests() as stop, Progress(meta_iters, runner.is_chief, start=start_iteration) as progress:
         for i in range(start_iteration, meta_iters):
             frac_done = i / meta_iters
@@ -46,7 +47,7 @@ def train(algo, train_set, test_set, save_dir, num_classes=5, num_shots=5, train
             runner.train_step(algo, tasks, cur_meta_step_size, parallel_tasks)
             if i % eval_interval == 0:
                 line = _evaluate_periodically(algo, i, (train_set, test_set), writers, eval_interval_samples,
-                                              eval_stream, runner, periodic)
+                                              eval_stream, runner, per_call, periodic)
                 if runner.is_chief:
                     progress.log(line)
             stopping = runner.any_stop(stop.requested)
@@ -63,17 +64,17 @@ def _summary_writers(save_dir):
     return [tf.summary.create_file_writer(os.path.join(save_dir, name)) for name in ('train', 'test')]
 
 
-def _evaluate_periodically(algo, iteration, datasets, writers, samples, stream, runner, kwargs):
+def _evaluate_periodically(algo, iteration, datasets, writers, samples, stream, runner, per_call, kwargs):
     """Evaluate one task of each data set (the original's); with `samples`, also the mean
     over that many tasks from `stream`. Logs to TensorBoard; returns the `batch` line."""
     accuracies = []
     for dataset, writer in zip(datasets, writers or [None] * len(datasets)):
-        [outcome] = score(algo, [sample_episode(dataset, **kwargs)], runner)
+        [outcome] = score(algo, [sample_episode(dataset, **kwargs)], runner, per_call)
         values = {'accuracy': outcome.correct / outcome.total}
         if samples:
             with stream.active():
                 episodes = [sample_episode(dataset, **kwargs) for _ in range(samples)]
-            outcomes = score(algo, episodes, runner)
+            outcomes = score(algo, episodes, runner, per_call)
             values['mean_accuracy'] = sum(o.correct / o.total for o in outcomes) / samples
         if writer is not None:
             with writer.as_default():
