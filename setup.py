@@ -18,5 +18,5 @@ setup(
     install_requires=['tensorflow>=2.16', 'keras>=3', 'tensorboard', 'numpy', 'pillow', 'absl-py'],
     extras_require={'test': ['pytest', 'selenium']},
     entry_points={'console_scripts': [f'reptile-{tool}=supervised_reptile.{tool}:cli'
-                                      for tool in ('fewshot', 'demo', 'compare', 'export')]},
+                                      for tool in ('fewshot', 'demo', 'compare', 'export', 'lake')]},
 )

@@ -43,14 +43,18 @@ def fine_tune_steps(algo, num_support, inner_iters=None, inner_batch=None):
     return inner_iters or 50, inner_batch or 5
 
 
-def classify(algo, support, query, inner_iters, inner_batch):
-    """Class probabilities of `query` after fine-tuning on `support` (image i = class i).
-
-    Mini-batches are drawn as in evaluation, from a fixed seed, so results repeat.
-    """
+def support_task(support, inner_iters, inner_batch):
+    """The `Task` that fine-tunes on `support` (image i = class i): `inner_iters`
+    mini-batches of `inner_batch`, drawn as in evaluation from a fixed seed, so that
+    results repeat (the same seed for every call: each call's answers stand alone)."""
     samples = list(zip(support, range(len(support))))
     random.seed(0)
-    task = make_task(samples, inner_batch, inner_iters, False)
+    return make_task(samples, inner_batch, inner_iters, False)
+
+
+def classify(algo, support, query, inner_iters, inner_batch):
+    """Class probabilities of `query` after fine-tuning on `support` (image i = class i)."""
+    task = support_task(support, inner_iters, inner_batch)
     logits = algo.evaluate([(task, np.stack([query]))])[0, 0]
     return tf.nn.softmax(tf.cast(logits, tf.float64)).numpy()
 

@@ -23,12 +23,14 @@ class ResultsFile:
         self.path = path
         self.lines = [{'type': 'header', 'version': __version__, 'model': model, 'flags': flags}]
 
-    def add(self, split, outcomes, model=None):
+    def add(self, split, outcomes, model=None, **columns):
         """One line per task `Outcome` of `split`, in evaluation order (with the `model`
-        path when a file holds several models' results)."""
+        path when a file holds several models' results). Each keyword adds a field to
+        every line: a list of one value per task (e.g. the same tasks scored another way)."""
         tagged = {'model': model} if model else {}
         self.lines += [{**tagged, 'split': split, 'task': index, 'classes': list(o.classes), 'correct': o.correct,
-                        'total': o.total} for index, o in enumerate(outcomes)]
+                        'total': o.total, **{name: values[index] for name, values in columns.items()}}
+                       for index, o in enumerate(outcomes)]
 
     def write(self):
         """Write every line to a temporary file beside `path`, then rename it into place."""
