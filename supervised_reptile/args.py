@@ -12,7 +12,7 @@ import sys
 from .errors import InputError
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit status 2) instead of a usage dump."""
 
     def error(self, message):
@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 def argument_parser(data_dir, omniglot=False):
     """The original's flags, plus --data-dir (default `data_dir`), --resume, the flags of
     speed, precision, distribution and results files, and, for Omniglot, --train-chars."""
-    parser = _Parser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = Parser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--pretrained', help='evaluate a pre-trained model', action='store_true', default=False)
     parser.add_argument('--seed', help='random seed', default=0, type=int)
     parser.add_argument('--checkpoint', help='checkpoint directory', default='model_checkpoint')

@@ -15,7 +15,6 @@ standard library's http.server is enough: requests are small, and a lock seriali
 model calls. No request touches the file system.
 """
 
-import argparse
 import http.server
 import importlib.resources
 import json
@@ -32,6 +31,7 @@ quiet_tensorflow()  # before the imports below, which start TensorFlow
 import numpy as np  # noqa: E402
 
 from . import checkpoint, drawing, fewshot  # noqa: E402
+from .args import Parser  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 
@@ -192,7 +192,7 @@ def make_server(classifier, host='127.0.0.1', port=8000):
 
 def main(argv=None):
     """Parse flags, load and warm up the model, serve until Ctrl-C."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = Parser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', help='web-demo .npz, or a checkpoint folder or prefix (an Omniglot model)')
     parser.add_argument('--ways', type=int, default=3, choices=range(2, 6), help='classes (2-5, default 3)')
     parser.add_argument('--port', type=int, default=8000, help='port (default 8000; 0: any free one)')

@@ -10,7 +10,6 @@ normalize with the statistics of the batch it is given (its moving averages are 
 trained).
 """
 
-import argparse
 import sys
 
 from .startup import quiet_tensorflow
@@ -18,13 +17,14 @@ from .startup import quiet_tensorflow
 quiet_tensorflow()  # before the imports below, which start TensorFlow
 
 from . import checkpoint  # noqa: E402
+from .args import Parser  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 
 
 def main(argv=None):
     """Load any stored model and write it in the requested formats."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = Parser(description=__doc__.split('\n\n')[0])
     parser.add_argument('checkpoint', help='checkpoint folder or prefix, or web-demo .npz')
     parser.add_argument('--tf1', metavar='OUT_DIR', help='write a TF1 checkpoint folder (original names)')
     parser.add_argument('--keras', metavar='OUT.keras', help='write a Keras model file')

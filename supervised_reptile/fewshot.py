@@ -15,7 +15,6 @@ original's defaults, 50 Adam steps on batches of 5) and the query is classified 
 of the support images plus the query. Prints one JSON line: {"probs": [...]}.
 """
 
-import argparse
 import json
 import random
 import sys
@@ -28,6 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from . import checkpoint, drawing, miniimagenet, omniglot  # noqa: E402
+from .args import Parser  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 from .optimizers import Preconditioned  # noqa: E402
@@ -120,7 +120,7 @@ def check_images(algo, support, query):
 
 def main(argv=None):
     """Parse flags, load the model, print the query's class probabilities as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = Parser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', required=True, help='checkpoint folder or prefix, or web-demo .npz')
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--images', help='.npy stack: support images in class order, then the query')

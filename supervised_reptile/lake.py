@@ -21,8 +21,8 @@ Program Learning classified them. --results writes a header line and one line pe
 correct and total non-transductive, and correct_transductive).
 """
 
-import argparse
 import json
+import math
 import os
 import sys
 from typing import NamedTuple
@@ -33,7 +33,8 @@ quiet_tensorflow()  # before the imports below, which start TensorFlow
 
 import numpy as np  # noqa: E402
 
-from . import checkpoint, omniglot  # noqa: E402
+from . import checkpoint, distribute, omniglot  # noqa: E402
+from .args import Parser  # noqa: E402
 from .errors import InputError, guarded  # noqa: E402
 from .eval import Episode, mean_and_ci, score  # noqa: E402
 from .fewshot import fine_tune_steps, support_task  # noqa: E402
@@ -147,7 +148,7 @@ def summary(plain, transductive):
 
 def main(argv=None):
     """Parse flags, read the runs, fine-tune and classify each, print the table and the JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = Parser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', required=True, help='checkpoint folder or prefix, or web-demo .npz (20-way)')
     parser.add_argument('--runs', default='data/omniglot_runs',
                         help='folder of run01..run20 from all_runs.zip (default data/omniglot_runs)')
@@ -159,13 +160,14 @@ def main(argv=None):
     parser.add_argument('--results', metavar='FILE', help='write per-run results as JSON lines')
     args = parser.parse_args(argv)
     for flag in ('inner_iters', 'inner_batch', 'learning_rate'):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
-            parser.error(f'--{flag.replace("_", "-")} must be positive, got {getattr(args, flag)}')
+        value = getattr(args, flag)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            parser.error(f'--{flag.replace("_", "-")} must be a positive number, got {value}')
     results = ResultsFile(args.results, vars(args), args.model)
     runs = [read_run(args.runs, name) for name in run_names(args.runs)]
     algos = [load_model(args.model, transductive, args) for transductive in (False, True)]
     tasks = episodes(runs, *fine_tune_steps(algos[0], OMNIGLOT_RUN_WAYS, args.inner_iters, args.inner_batch))
-    plain, transductive = (score(algo, tasks) for algo in algos)
+    plain, transductive = (score(algo, tasks, distribute.LOCAL, len(tasks)) for algo in algos)  # 20 small episodes
     print(report(runs, errors(plain), errors(transductive)))
     results.add('lake', plain, correct_transductive=[o.correct for o in transductive])
     results.write()
