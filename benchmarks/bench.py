@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from supervised_reptile import memory
 from supervised_reptile.models import MODELS
 from supervised_reptile.optimizers import Adam
 from supervised_reptile.reptile import Reptile
@@ -115,12 +116,12 @@ def random_tasks(rng, name):
             for _ in range(meta_batch)]
 
 
-def random_episodes(rng):
-    """`EVAL_EPISODES` 1-shot 5-way episodes as `Reptile.evaluate` takes them: (task of 5
-    support images and 50 inner batches of 5 of them, 5 query images)."""
+def random_episodes(rng, count=EVAL_EPISODES):
+    """`count` 1-shot 5-way episodes as `Reptile.evaluate` takes them: (task of 5 support
+    images and 50 inner batches of 5 of them, 5 query images)."""
     return [(Task(random_images(rng, 'omniglot', (5,)), np.arange(5, dtype=np.int32),
                   list(rng.integers(0, 5, (50, 5), dtype=np.int32))), random_images(rng, 'omniglot', (5,)))
-            for _ in range(EVAL_EPISODES)]
+            for _ in range(count)]
 
 
 def as_arrays(episodes):
@@ -146,20 +147,25 @@ def bench_training(name, impl, repeats):
 
 
 def bench_eval(name, impl, repeats):
+    """Evaluation: `naive` one episode after another, `batched` 25 episodes per call,
+    `batched-default` as many per call as the evaluation's default (memory-derived) setting."""
     transductive = EVAL_SETTINGS[name]
     model = MODELS['omniglot'](5)
-    episodes = random_episodes(np.random.default_rng(0))
     if impl == 'naive':
         algo = Naive(model, transductive=transductive)
+        episodes = random_episodes(np.random.default_rng(0))
         arrays = as_arrays(episodes)
         run = lambda: algo.evaluate(arrays)
     else:
         algo = Reptile(model, Adam(1e-3), transductive=transductive,
                        compute_dtype='bfloat16' if impl.endswith('bf16') else None)
+        count = memory.episodes_per_call(algo, 5, 1, 5, 'CPU') if impl == 'batched-default' else EVAL_EPISODES
+        episodes = random_episodes(np.random.default_rng(0), count)
         run = lambda: algo.evaluate(episodes)
-    seconds = _time(run, repeats) / EVAL_EPISODES
+    seconds = _time(run, repeats) / len(episodes)
     flops = 3 * forward_flops(model) * 5 * 50 + forward_flops(model) * (5 if transductive else 5 * 6)
-    return {'name': name, 'impl': impl, 'unit': 'eval_task', 'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
+    return {'name': name, 'impl': impl, 'unit': 'eval_task', 'episodes_per_call': len(episodes),
+            'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
 
 
 def bench_long_run(iterations):
@@ -212,7 +218,8 @@ def main():
     repeats = 1 if args.quick else 5
     plan = [(bench_training, name, impl) for name in TRAIN_SETTINGS
             for impl in ('naive', 'exact', 'parallel', 'exact-bf16', 'parallel-bf16')]
-    plan += [(bench_eval, name, impl) for name in EVAL_SETTINGS for impl in ('naive', 'batched', 'batched-bf16')]
+    plan += [(bench_eval, name, impl) for name in EVAL_SETTINGS
+             for impl in ('naive', 'batched', 'batched-default', 'batched-bf16')]
     results = []
     for fn, name, impl in plan:
         if not name.startswith(args.only):

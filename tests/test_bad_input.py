@@ -118,6 +118,8 @@ CASES = [
          lambda d: ['--learning-rate', 'finite', 'nan']),
     Case('infinite_meta_step', 'miniimagenet', lambda d: ['--meta-step', 'inf'],
          lambda d: ['--meta-step', 'finite', 'inf']),
+    Case('bfloat16_with_sgd_foml', 'omniglot', lambda d: ['--sgd', '--foml', '--precision', 'bfloat16'],
+         lambda d: ['--precision bfloat16', '--sgd --foml', 'float32']),
     Case('zero_eval_parallel', 'omniglot', lambda d: ['--eval-parallel', 0],
          lambda d: ['--eval-parallel', 'at least 1']),
     Case('cpu_replicas_without_mirrored', 'omniglot', lambda d: ['--cpu-replicas', 2],
