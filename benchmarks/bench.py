@@ -1,6 +1,6 @@
 """Speed of meta-training and evaluation, against a straightforward implementation.
 
-    python benchmarks/bench.py [--quick] [--only NAME_PREFIX]
+    python benchmarks/bench.py [--quick] [--only NAME_PREFIX] [--float32-only]
 
 Prints one JSON line per measurement (`name`, `impl`, `unit`, `seconds_per_unit` = median
 over repeats, `gflops`, `peak_rss_mb`), then a table with speed-ups over `naive`. A long
@@ -214,6 +214,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true', help='one repeat each: a smoke run')
     parser.add_argument('--only', default='', help='run only settings whose name starts with this')
+    parser.add_argument('--float32-only', action='store_true',
+                        help='skip the bfloat16 measurements (slow on CPUs without bfloat16 arithmetic)')
     args = parser.parse_args()
     repeats = 1 if args.quick else 5
     plan = [(bench_training, name, impl) for name in TRAIN_SETTINGS
@@ -222,7 +224,7 @@ def main():
              for impl in ('naive', 'batched', 'batched-default', 'batched-bf16')]
     results = []
     for fn, name, impl in plan:
-        if not name.startswith(args.only):
+        if not name.startswith(args.only) or (args.float32_only and impl.endswith('bf16')):
             continue
         result = fn(name, impl, repeats)
         result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
