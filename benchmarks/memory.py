@@ -57,11 +57,12 @@ def run(root, eval_samples, eval_parallel):
     folder.mkdir()
     (folder / 'data').symlink_to(root / 'data')
     start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    with open(folder / 'stdout', 'w') as out, open(folder / 'stderr', 'w') as err:  # files: pipes could fill
+        proc = subprocess.Popen(args, cwd=folder, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    stdout, stderr = (folder / 'stdout').read_text(), (folder / 'stderr').read_text()
     if proc.returncode != 0:
         raise SystemExit(f'run failed ({proc.returncode}): {stderr}')
     return {'name': 'miniimagenet_5shot_command', 'eval_parallel': eval_parallel or 'default',

@@ -29,13 +29,20 @@ def read_splits(dataset, args):
     return {'train': list(omniglot.augment_dataset(train_set)), 'test': test_set}
 
 
+def start(args):
+    """Where the work runs (--distribute) and whether ops are deterministic: set first,
+    before anything else touches TensorFlow's devices. Returns the runner."""
+    runner = distribute.make_runner(args.distribute, args.cpu_replicas)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    return runner
+
+
 def run_experiment(args, dataset, splits, eval_sets):
     """Train (or resume, or restore with --pretrained), then print one accuracy line per
     evaluation set. `dataset` names the model ('omniglot' or 'miniimagenet'); `eval_sets`
     is [(name, split)], the last one being the test set."""
-    runner = distribute.make_runner(args.distribute, args.cpu_replicas)
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    runner = start(args)
     results = ResultsFile(args.results, vars(args), args.checkpoint)
     for name, split in eval_sets:
         check_split(splits[split], name.lower(), args.classes, args.shots + 1)
@@ -60,7 +67,7 @@ def run_experiment(args, dataset, splits, eval_sets):
 def _train(args, dataset, splits, runner):
     """Meta-train a new model, or resume the run in --checkpoint; returns the algorithm."""
     check_split(splits['train'], 'training', args.classes, args.train_shots or args.shots)
-    if runner.replicas > 1 and not args.parallel_tasks:
+    if args.distribute and not args.parallel_tasks:
         raise InputError(f'--distribute splits meta-batches across replicas ({runner.replicas} here), which the '
                          'exact sequential mode cannot do: add --parallel-tasks')
     if args.meta_batch < runner.replicas:

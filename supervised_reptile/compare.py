@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from . import checkpoint  # noqa: E402
 from .args import argument_parser, check_split, evaluate_kwargs, parse  # noqa: E402
-from .cli import read_splits  # noqa: E402
+from .cli import read_splits, start  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .eval import accuracy_line, evaluate_paired, mean_and_ci  # noqa: E402
 from .results import ResultsFile  # noqa: E402
@@ -34,6 +34,7 @@ def main(argv=None):
     parser.add_argument('--dataset', choices=('omniglot', 'miniimagenet'), default='omniglot')
     parser.add_argument('--split', default='test', help='split to evaluate on: train, val (Mini-ImageNet) or test')
     args = parse(parser, argv)
+    runner = start(args)
     if args.dataset == 'miniimagenet' and args.data_dir == 'data/omniglot':
         args.data_dir = 'data/miniimagenet'
     results = ResultsFile(args.results, vars(args), args.checkpoints)
@@ -49,7 +50,9 @@ def main(argv=None):
         algos.append(algo)
     kwargs = evaluate_kwargs(args)
     outcomes = evaluate_paired(algos, splits[args.split], kwargs.pop('num_classes'), kwargs.pop('num_shots'),
-                               **kwargs)
+                               runner=runner, **kwargs)
+    if not runner.is_chief:
+        return
     for path, model_outcomes in zip(args.checkpoints, outcomes):
         print(accuracy_line(path, model_outcomes))
         results.add(args.split, model_outcomes, model=path)
