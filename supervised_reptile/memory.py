@@ -22,18 +22,21 @@ import subprocess
 # benchmarks/memory.py.
 ACTIVATION_FACTOR = 3
 WEIGHT_FACTOR = 10
-# Share of the device's available memory that evaluation may use, and a cap on CPUs, where
-# more episodes per call stop paying off: 25 and 100 Omniglot episodes per call ran at the
-# same speed per task here.
+# Share of the device's available memory that evaluation may use, and caps on CPUs, where
+# more episodes per call stop paying off and then cost: 1-shot Omniglot evaluation ran at
+# 0.144 s per task with 25 episodes per call and 0.187 with 279 (benchmarks/bench.py, 2
+# AVX2 cores), while Mini-ImageNet's 5-shot episodes hit the memory cap first.
 BUDGET_SHARE = 0.25
 CPU_BUDGET_CAP = 2 << 30
+CPU_MAX_EPISODES = 25
 GPU_FALLBACK_BYTES = 8 << 30  # device memory assumed when nvidia-smi cannot tell
 
 
 def episodes_per_call(algo, num_classes, num_shots, inner_batch_size, device_type):
     """How many evaluation episodes of `algo` to fine-tune in one call on `device_type`."""
     per_episode = episode_bytes(algo, num_classes, num_shots, inner_batch_size)
-    return max(1, int(budget_bytes(device_type) // per_episode))
+    count = max(1, int(budget_bytes(device_type) // per_episode))
+    return count if device_type == 'GPU' else min(count, CPU_MAX_EPISODES)
 
 
 def episode_bytes(algo, num_classes, num_shots, inner_batch_size):

@@ -57,14 +57,15 @@ def test_episodes_per_call_do_not_change_results(characters, transductive):
 
 def test_default_episodes_per_call_fit_the_budget():
     """The memory-derived count keeps the estimate within the budget, gives Mini-ImageNet's
-    5-shot evaluation a few episodes and Omniglot's 1-shot one many, and at least one."""
+    5-shot evaluation a few episodes and Omniglot's 1-shot one more, at least one, and on
+    a CPU at most CPU_MAX_EPISODES."""
     budget = memory.budget_bytes('CPU')
     assert 0 < budget <= memory.CPU_BUDGET_CAP
     mini = Reptile(miniimagenet_model(5), Adam(1e-3))
     omni = Reptile(omniglot_model(5), Adam(1e-3))
     for algo, shots, batch in ((mini, 5, 15), (omni, 1, 5)):
         count = memory.episodes_per_call(algo, 5, shots, batch, 'CPU')
-        assert count >= 1
+        assert 1 <= count <= memory.CPU_MAX_EPISODES
         assert count * memory.episode_bytes(algo, 5, shots, batch) <= budget
     assert memory.episodes_per_call(mini, 5, 5, 15, 'CPU') < memory.episodes_per_call(omni, 5, 1, 5, 'CPU')
 
