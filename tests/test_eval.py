@@ -36,12 +36,12 @@ def float64_algo(transductive):
 
 @pytest.mark.parametrize('transductive', [True, False])
 def test_episodes_per_call_do_not_change_results(characters, transductive):
-    """1 and 3 (uneven: the last call is smaller) episodes per call, and the default
-    (memory-derived), give the same tasks, the same correct counts and, in float64, the
-    same query logits."""
+    """1, 3 (uneven: the last call is smaller) and 25 (more than there are) episodes per
+    call, and the default (memory-derived), give the same tasks, the same correct counts
+    and, in float64, the same query logits."""
     algo = float64_algo(transductive)
     outcomes, logits = {}, {}
-    for per_call in (1, 3, None):
+    for per_call in (1, 3, 25, None):
         random.seed(0)
         outcomes[per_call] = evaluate(algo, characters, num_classes=5, num_shots=2, eval_inner_batch_size=5,
                                       eval_inner_iters=3, num_samples=EPISODES, episodes_per_call=per_call)
@@ -50,7 +50,7 @@ def test_episodes_per_call_do_not_change_results(characters, transductive):
         logits[per_call] = np.concatenate([algo.evaluate([(e.task, e.query_images) for e in episodes[i:i + step]])
                                            for step in [per_call or EPISODES] for i in range(0, EPISODES, step)])
     assert len(outcomes[1]) == EPISODES
-    for per_call in (3, None):
+    for per_call in (3, 25, None):
         assert outcomes[per_call] == outcomes[1]
         np.testing.assert_allclose(logits[per_call], logits[1], rtol=0, atol=1e-12)
 
