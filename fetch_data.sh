@@ -59,7 +59,7 @@ is_local() { [[ ${1#file://} != *://* ]]; }
 # Checks and the Mini-ImageNet fetch are Python (supervised_reptile/fetch_data.py), run by the
 # machine's python3 straight from this checkout.
 case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
-run_python() { PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" python3 -m supervised_reptile.fetch_data "$@"; }
+run_python() { PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" python3 -m supervised_reptile.data.fetch "$@"; }
 
 # --- Parse and check everything before touching data/, so bad input leaves no trace. ---
 verify=0

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from supervised_reptile import memory
+from supervised_reptile.running import budget
 from supervised_reptile.models import MODELS
 from supervised_reptile.optimizers import Adam
 from supervised_reptile.reptile import Reptile
@@ -159,7 +159,7 @@ def bench_eval(name, impl, repeats):
     else:
         algo = Reptile(model, Adam(1e-3), transductive=transductive,
                        compute_dtype='bfloat16' if impl.endswith('bf16') else None)
-        count = memory.episodes_per_call(algo, 5, 1, 5, 'CPU') if impl == 'batched-default' else EVAL_EPISODES
+        count = budget.episodes_per_call(algo, 5, 1, 5, 'CPU') if impl == 'batched-default' else EVAL_EPISODES
         episodes = random_episodes(np.random.default_rng(0), count)
         run = lambda: algo.evaluate(episodes)
     seconds = _time(run, repeats) / len(episodes)

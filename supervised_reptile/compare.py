@@ -12,18 +12,18 @@ its 95% confidence interval (normal approximation over per-task differences).
 import itertools
 import sys
 
-from .startup import quiet_tensorflow
+from .running.startup import quiet_tensorflow
 
 quiet_tensorflow()  # before the imports below, which start TensorFlow
 
 import numpy as np  # noqa: E402
 
-from . import checkpoint  # noqa: E402
+from .running import checkpoint  # noqa: E402
 from .args import argument_parser, check_split, evaluate_kwargs, parse  # noqa: E402
-from .cli import read_splits, start  # noqa: E402
+from .experiment import read_splits, start  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .eval import accuracy_line, evaluate_paired, mean_and_ci  # noqa: E402
-from .results import ResultsFile  # noqa: E402
+from .running.results import ResultsFile  # noqa: E402
 
 
 def main(argv=None):

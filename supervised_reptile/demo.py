@@ -10,7 +10,7 @@ Serves one page (from memory) and one JSON API on 127.0.0.1 by default:
 
 Each drawing is a list of strokes of [x, y] points (canvas fractions). The server
 rasterizes them with `drawing` (as the original web demo) and fine-tunes the model on the
-support drawings exactly as `fewshot` does (`fewshot.classify`, the model's own rule). The
+support drawings exactly as `fewshot` does (`finetune.classify`, the model's own rule). The
 standard library's http.server is enough: requests are small, and a lock serializes the
 model calls. No request touches the file system.
 """
@@ -24,13 +24,15 @@ import time
 import traceback
 import urllib.parse
 
-from .startup import quiet_tensorflow
+from .running.startup import quiet_tensorflow
 
 quiet_tensorflow()  # before the imports below, which start TensorFlow
 
 import numpy as np  # noqa: E402
 
-from . import checkpoint, drawing, fewshot  # noqa: E402
+from .running import checkpoint  # noqa: E402
+from .tools import drawing  # noqa: E402
+from .tools import finetune  # noqa: E402
 from .args import Parser  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
@@ -69,7 +71,7 @@ class Classifier:
         self.algo = algo
         self.ways = algo.model.output_shape[-1]
         self.size = algo.model.input_shape[1]
-        self.steps = fewshot.fine_tune_steps(algo, self.ways)
+        self.steps = finetune.fine_tune_steps(algo, self.ways)
         self.lock = threading.Lock()
 
     def images(self, drawings):
@@ -85,7 +87,7 @@ class Classifier:
         """(probabilities of the query's classes, the rasterized images)."""
         images = self.images(drawings)
         with self.lock:
-            probs = fewshot.classify(self.algo, list(images[:-1]), images[-1], *self.steps)
+            probs = finetune.classify(self.algo, list(images[:-1]), images[-1], *self.steps)
         return probs, images
 
     def warm_up(self):

@@ -5,8 +5,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import distribute, memory
-from .progress import Progress
+from .running import distribute, budget
+from .running.progress import Progress
 from .tasks import class_samples, make_task, sample_classes, split_train_test, to_arrays
 
 
@@ -80,7 +80,7 @@ def score(algo, episodes, runner, episodes_per_call):
 def fitting(algo, num_classes, num_shots, inner_batch_size, runner):
     """How many evaluation episodes fit one call: `memory`'s count per replica, times the
     replicas."""
-    return memory.episodes_per_call(algo, num_classes, num_shots, inner_batch_size, runner.device_type) * runner.replicas
+    return budget.episodes_per_call(algo, num_classes, num_shots, inner_batch_size, runner.device_type) * runner.replicas
 
 
 def mean_and_ci(values):

@@ -12,11 +12,11 @@ trained).
 
 import sys
 
-from .startup import quiet_tensorflow
+from .running.startup import quiet_tensorflow
 
 quiet_tensorflow()  # before the imports below, which start TensorFlow
 
-from . import checkpoint  # noqa: E402
+from .running import checkpoint  # noqa: E402
 from .args import Parser  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402

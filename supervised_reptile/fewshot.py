@@ -16,106 +16,11 @@ of the support images plus the query. Prints one JSON line: {"probs": [...]}.
 """
 
 import json
-import random
 import sys
 
-from .startup import quiet_tensorflow
-
-quiet_tensorflow()  # before the imports below, which start TensorFlow
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from . import checkpoint, drawing, miniimagenet, omniglot  # noqa: E402
-from .args import Parser  # noqa: E402
-from .errors import guarded  # noqa: E402
-from .errors import InputError  # noqa: E402
-from .optimizers import Preconditioned  # noqa: E402
-from .tasks import make_task  # noqa: E402
-
-WEBDEMO_STEPS = 5
-
-
-def fine_tune_steps(algo, num_support, inner_iters=None, inner_batch=None):
-    """(inner iterations, inner batch size) for a model: its own evaluation's defaults."""
-    if isinstance(algo.optimizer, Preconditioned):
-        return inner_iters or WEBDEMO_STEPS, inner_batch or num_support
-    return inner_iters or 50, inner_batch or 5
-
-
-def support_task(support, inner_iters, inner_batch):
-    """The `Task` that fine-tunes on `support` (image i = class i): `inner_iters`
-    mini-batches of `inner_batch`, drawn as in evaluation from a fixed seed, so that
-    results repeat (the same seed for every call: each call's answers stand alone)."""
-    samples = list(zip(support, range(len(support))))
-    random.seed(0)
-    return make_task(samples, inner_batch, inner_iters, False)
-
-
-def classify(algo, support, query, inner_iters, inner_batch):
-    """Class probabilities of `query` after fine-tuning on `support` (image i = class i)."""
-    task = support_task(support, inner_iters, inner_batch)
-    logits = algo.evaluate([(task, np.stack([query]))])[0, 0]
-    return tf.nn.softmax(tf.cast(logits, tf.float64)).numpy()
-
-
-def read_images(algo, args):
-    """The support images and the query from --images, --drawings or --support/--query."""
-    if args.drawings:
-        return split_stack(read_drawings(algo, args.drawings))
-    if args.images:
-        try:
-            stack = np.load(args.images).astype(np.float32)
-        except (OSError, ValueError) as exc:
-            raise InputError(f'cannot read {args.images} ({exc}): expected a .npy image stack') from None
-        return split_stack(stack)
-    if algo.model.name == 'omniglot':
-        read = lambda path: omniglot.as_input(omniglot.read_image(path, binarize=True))
-    else:
-        read = lambda path: miniimagenet.as_input(miniimagenet.read_image(path))
-    return [read(p) for p in args.support], read(args.query)
-
-
-def split_stack(stack):
-    """(support images, query) of a stack whose last image is the query."""
-    if len(stack) < 2:
-        raise InputError(f'got {len(stack)} image(s): give the support images, then the query')
-    return list(stack[:-1]), stack[-1]
-
-
-def read_drawings(algo, path):
-    """The drawings in a JSON file rasterized as the web demo does: float32 [n, 28, 28]."""
-    if algo.model.name != 'omniglot':
-        raise InputError(f'--drawings needs an Omniglot model, not a {algo.model.name} one')
-    try:
-        with open(path) as file:
-            data = json.load(file)
-    except (OSError, ValueError) as exc:
-        raise InputError(f'cannot read drawings {path} ({exc}): expected JSON like default_drawing.json') from None
-    paths = data.get('paths') if isinstance(data, dict) else data
-    if not isinstance(paths, list):
-        raise InputError(f'{path} holds no list of drawings: expected {{"paths": [drawing, ...]}}')
-    size = algo.model.input_shape[1]
-    images = [drawing.rasterize(d, size, f'drawing {i + 1}') for i, d in enumerate(paths)]
-    return np.stack(images) if images else np.zeros((0, size, size), np.float32)
-
-
-def save_stack(path, stack):
-    """Write the image stack to `path` (.npy), as --images reads it."""
-    try:
-        np.save(path, stack)
-    except OSError as exc:
-        raise InputError(f'cannot write {path} ({exc})') from None
-
-
-def check_images(algo, support, query):
-    """Refuse image stacks that do not fit the model: one support image per class, right shape."""
-    classes, shape = algo.model.output_shape[-1], tuple(algo.model.input_shape[1:])
-    if len(support) != classes:
-        raise InputError(f'the model is {classes}-way: give {classes} support images (one per class) '
-                         f'and then the query, not {len(support)} + 1')
-    if tuple(query.shape) != shape:
-        raise InputError(f'images must be {shape} for this {algo.model.name} model, got {tuple(query.shape)}')
+from .args import Parser
+from .errors import guarded
+from .running.startup import quiet_tensorflow
 
 
 def main(argv=None):
@@ -134,6 +39,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.support and not args.query:
         parser.error('--support needs --query')
+    quiet_tensorflow()  # TensorFlow: only once the flags are valid
+    import numpy as np
+    from .running import checkpoint
+    from .tools.finetune import check_images, classify, fine_tune_steps, read_images, save_stack
     algo = checkpoint.load_pretrained(args.model, learning_rate=args.learning_rate)
     support, query = read_images(algo, args)
     check_images(algo, support, query)

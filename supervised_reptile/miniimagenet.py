@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputError
-from .imageclass import ImageClass
-from .standard import MINIIMAGENET_WNIDS, miniimagenet_images
+from .data.imageclass import ImageClass
+from .data.reference import MINIIMAGENET_WNIDS, miniimagenet_images
 
 SPLITS = ('train', 'val', 'test')
 

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputError
-from .imageclass import ImageClass
+from .data.imageclass import ImageClass
 
 
 def read_dataset(data_dir):

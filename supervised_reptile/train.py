@@ -4,10 +4,11 @@ import os
 
 import tensorflow as tf
 
-from . import checkpoint, distribute
+from .running import checkpoint, distribute
 from .eval import fitting, sample_episode, score
-from .progress import Progress
-from .signals import Stopped, StopRequests
+from .running.progress import Progress
+from .errors import Stopped
+from .running.signals import StopRequests
 from .tasks import RandomStream, sample_mini_dataset
 
 CHECKPOINT_INTERVAL = 100

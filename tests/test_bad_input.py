@@ -165,7 +165,7 @@ BY_ID = {case.id: case for case in CASES + LEGAL}
 
 def _save_checkpoint(directory, num_classes, sgd=False):
     """A real checkpoint of an untrained `num_classes`-way Omniglot model."""
-    from supervised_reptile import checkpoint
+    from supervised_reptile.running import checkpoint
     from supervised_reptile.models import omniglot_model
     from supervised_reptile.optimizers import inner_optimizer
     from supervised_reptile.reptile import Reptile
@@ -231,13 +231,14 @@ def data(tmp_path_factory):
     truncate(d['npz_truncated'])
 
     # A folder holding a training run started with --seed 0 on the chars16 data.
-    from supervised_reptile import cli, runs
+    from supervised_reptile import experiment
+    from supervised_reptile.running import identity
     from supervised_reptile.args import argument_parser, parse
     d['run_dir'] = root / 'run_dir'
     args = parse(argument_parser('data/omniglot', omniglot=True),
                  ['--data-dir', str(d['chars16']), '--train-chars', '6', '--shots', '1', *map(str, TINY_TRAIN)])
-    runs.record(str(d['run_dir']), runs.identity(args, runs.data_digest(cli.read_splits('omniglot', args),
-                                                                         args.data_dir)))
+    identity.record(str(d['run_dir']), identity.identity(args, identity.data_digest(
+        experiment.read_splits('omniglot', args), args.data_dir)))
     return d
 
 

@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from cli_helpers import SCRIPTS, assert_clean_stderr, assert_success, cli_env, truncate
 from conftest import SHARED_DIR
-from supervised_reptile import checkpoint
+from supervised_reptile.running import checkpoint
 from supervised_reptile.args import argument_parser, parse
 from supervised_reptile.errors import InputError
 from supervised_reptile.models import omniglot_model

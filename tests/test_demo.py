@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from supervised_reptile import demo, drawing
+from supervised_reptile import demo
+from supervised_reptile.tools import drawing
 from supervised_reptile.errors import guarded
 
 CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from supervised_reptile import drawing, fewshot
+from supervised_reptile.tools import drawing
+from supervised_reptile import fewshot
 from supervised_reptile.errors import InputError
 
 

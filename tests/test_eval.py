@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from cli_helpers import fake_omniglot
-from supervised_reptile import memory, omniglot
+from supervised_reptile.running import budget
+from supervised_reptile import omniglot
 from supervised_reptile.eval import evaluate, sample_episode
 from supervised_reptile.models import miniimagenet_model, omniglot_model
 from supervised_reptile.optimizers import Adam
@@ -59,15 +60,15 @@ def test_default_episodes_per_call_fit_the_budget():
     """The memory-derived count keeps the estimate within the budget, gives Mini-ImageNet's
     5-shot evaluation a few episodes and Omniglot's 1-shot one more, at least one, and on
     a CPU at most CPU_MAX_EPISODES."""
-    budget = memory.budget_bytes('CPU')
-    assert 0 < budget <= memory.CPU_BUDGET_CAP
+    budget = budget.budget_bytes('CPU')
+    assert 0 < budget <= budget.CPU_BUDGET_CAP
     mini = Reptile(miniimagenet_model(5), Adam(1e-3))
     omni = Reptile(omniglot_model(5), Adam(1e-3))
     for algo, shots, batch in ((mini, 5, 15), (omni, 1, 5)):
-        count = memory.episodes_per_call(algo, 5, shots, batch, 'CPU')
-        assert 1 <= count <= memory.CPU_MAX_EPISODES
-        assert count * memory.episode_bytes(algo, 5, shots, batch) <= budget
-    assert memory.episodes_per_call(mini, 5, 5, 15, 'CPU') < memory.episodes_per_call(omni, 5, 1, 5, 'CPU')
+        count = budget.episodes_per_call(algo, 5, shots, batch, 'CPU')
+        assert 1 <= count <= budget.CPU_MAX_EPISODES
+        assert count * budget.episode_bytes(algo, 5, shots, batch) <= budget
+    assert budget.episodes_per_call(mini, 5, 5, 15, 'CPU') < budget.episodes_per_call(omni, 5, 1, 5, 'CPU')
 
 
 def test_an_evaluation_batch_is_one_graph_call_with_the_inner_loop_inside(characters, monkeypatch):

@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_DIR, fetch_env, run_fetch
-from supervised_reptile.fetch_data import FetchError, parse_metadata
-from supervised_reptile.standard import MINIIMAGENET_WNIDS, miniimagenet_images
+from supervised_reptile.data.fetch import FetchError, parse_metadata
+from supervised_reptile.data.reference import MINIIMAGENET_WNIDS, miniimagenet_images
 
 SMALL_SETS = 'images_background_small1 images_background_small2'
 

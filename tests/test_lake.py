@@ -14,6 +14,7 @@ import pytest
 from cli_helpers import assert_input_error, assert_success, cli_env, run_parallel, truncate
 from conftest import REPO_DIR
 from supervised_reptile import lake
+from supervised_reptile.tools import lake_runs
 from supervised_reptile.errors import InputError
 
 
@@ -29,7 +30,7 @@ def runs(omniglot_mirror, tmp_path_factory):
 @pytest.fixture(scope='module')
 def untrained_20way(tmp_path_factory):
     """A checkpoint of an untrained 20-way Omniglot model."""
-    from supervised_reptile import checkpoint
+    from supervised_reptile.running import checkpoint
     from supervised_reptile.models import omniglot_model
     from supervised_reptile.optimizers import Adam
     from supervised_reptile.reptile import Reptile
@@ -55,7 +56,7 @@ def run_lake(*args):
 def test_a_run_is_read_in_sorted_order_with_its_answer_key(runs):
     """Classes are the training drawings in sorted order (as Lake's demo), queries the test
     drawings in sorted order, and each query's label is its answer-key class's position."""
-    run = lake.read_run(str(runs), 'run01')
+    run = lake_runs.read_run(str(runs), 'run01')
     assert [p.split('/')[-1] for p in run.training] == [f'class{c:02d}.png' for c in range(1, 21)]
     assert [p.split('/')[-1] for p in run.test] == [f'item{i:02d}.png' for i in range(1, 21)]
     key = dict(line.split() for line in (runs / 'run01' / 'class_labels.txt').read_text().splitlines())

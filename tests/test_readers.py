@@ -16,7 +16,7 @@ from PIL import Image
 
 from supervised_reptile import miniimagenet, omniglot
 from supervised_reptile.errors import InputError
-from supervised_reptile.standard import MINIIMAGENET_WNIDS, miniimagenet_images
+from supervised_reptile.data.reference import MINIIMAGENET_WNIDS, miniimagenet_images
 
 ROTATIONS = (0, 90, 180, 270)
 

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from supervised_reptile import checkpoint, compare, export, fewshot
+from supervised_reptile.running import checkpoint
+from supervised_reptile import compare, export, fewshot
 from supervised_reptile.models import apply, to_groups
 
 

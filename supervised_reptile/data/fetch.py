@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 
-from .standard import (MINIIMAGENET_WNIDS, OMNIGLOT_ALPHABETS, OMNIGLOT_CHARACTERS, OMNIGLOT_DRAWINGS,
+from .reference import (MINIIMAGENET_WNIDS, OMNIGLOT_ALPHABETS, OMNIGLOT_CHARACTERS, OMNIGLOT_DRAWINGS,
                        OMNIGLOT_RUN_WAYS, OMNIGLOT_RUNS, miniimagenet_images)
 
 try:

@@ -24,8 +24,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from .errors import InputError
-from .reptile import mean, stack_episodes, stack_tasks
+from ..errors import InputError
+from ..reptile import mean, stack_episodes, stack_tasks
 
 
 class Local:

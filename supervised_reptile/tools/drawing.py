@@ -21,7 +21,7 @@ Only numpy: the web server and `fewshot --drawings` share this one rasterizer.
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 LINE_WIDTH = 0.05    # fraction of the image size
 CENTERED_PAD = 0.9   # margin around the bounding box, as a fraction of its larger extent

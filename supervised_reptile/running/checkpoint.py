@@ -22,10 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .errors import InputError
-from .models import MODELS
-from .optimizers import Adam, Preconditioned, inner_optimizer
-from .reptile import Reptile
+from ..errors import InputError
+from ..models import MODELS
+from ..optimizers import Adam, Preconditioned, inner_optimizer
+from ..reptile import Reptile
 
 PREFIX = 'model.ckpt'
 MAX_TO_KEEP = 5  # as tf.train.Saver

@@ -26,7 +26,7 @@ _NO_GPU = re.compile(r'^E\d{4} .*failed call to cuInit')  # a CUDA build on a ma
 
 def quiet_tensorflow():
     """Import TensorFlow and discover its devices, printing only what is worth reading."""
-    from .errors import guarded
+    from ..errors import guarded
     guarded(_import_tensorflow)
 
 

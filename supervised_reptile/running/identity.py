@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 
-from .errors import InputError
+from ..errors import InputError
 
 FILE = 'run.json'
 # Flags that change what a run computes. The others (--checkpoint, --resume, --data-dir's

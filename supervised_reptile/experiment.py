@@ -6,14 +6,15 @@ import random
 import keras
 import tensorflow as tf
 
-from . import checkpoint, distribute, miniimagenet, omniglot, runs
+from .running import checkpoint, distribute, identity
+from . import miniimagenet, omniglot
 from .args import check_split, evaluate_kwargs, train_kwargs
 from .errors import InputError
 from .eval import accuracy_line, evaluate
 from .models import MODELS, keeps_random
 from .optimizers import inner_optimizer
 from .reptile import FOML, Reptile
-from .results import ResultsFile
+from .running.results import ResultsFile
 from .tasks import RandomStream
 from .train import train
 
@@ -73,11 +74,11 @@ def _train(args, dataset, splits, runner):
     if args.meta_batch < runner.replicas:
         raise InputError(f'--meta-batch {args.meta_batch} gives some of the {runner.replicas} replicas no task: '
                          f'raise it to at least {runner.replicas}')
-    identity = runs.identity(args, runs.data_digest(splits, args.data_dir))
-    runs.check(args.checkpoint, identity, args.resume)
+    run_identity = identity.identity(args, identity.data_digest(splits, args.data_dir))
+    identity.check(args.checkpoint, run_identity, args.resume)
     runner.barrier()  # every process has checked the folder before the chief writes to it
     if runner.is_chief:
-        runs.record(args.checkpoint, identity)
+        identity.record(args.checkpoint, run_identity)
     algo = algorithm(args, _seeded_model(dataset, args.classes, args.seed, args.precision))
     eval_stream = RandomStream(f'eval-interval-samples/{args.seed}') if args.eval_interval_samples else None
     start = checkpoint.resume(args.checkpoint, algo, eval_stream) if args.resume else 0

@@ -10,8 +10,8 @@ import json
 import os
 import tempfile
 
-from . import __version__
-from .errors import InputError
+from .. import __version__
+from ..errors import InputError
 
 
 class ResultsFile:

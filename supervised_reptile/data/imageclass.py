@@ -3,7 +3,7 @@
 import os
 import random
 
-from .errors import InputError
+from ..errors import InputError
 
 
 class ImageClass:
