@@ -10,7 +10,6 @@ server uses; prints one JSON line per model (`name`, `model`, `seconds_median`,
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import sys
@@ -18,8 +17,7 @@ import time
 
 from supervised_reptile import demo
 
-WEBDEMO = pathlib.Path(os.environ.get('SHARED_DIR', pathlib.Path(__file__).resolve().parents[2] / 'shared')) \
-    / 'data' / 'webdemo'
+WEBDEMO = pathlib.Path(__file__).resolve().parents[1] / 'supervised_reptile' / 'assets' / 'webdemo'
 
 
 def measure(model, drawings, repeats):

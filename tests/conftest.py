@@ -1,8 +1,10 @@
-"""Shared test fixtures: where the read-only reference data lives.
+"""Shared test fixtures: where the data lives.
 
-Every test that needs ../shared (real Omniglot, the original's recordings, the web-demo
-model) asks for it through `shared_dir`, so an outside user without that folder gets clean
-skips instead of failures. `SHARED_DIR` overrides the location.
+The small Omniglot sets, Lake's runs (datasets/omniglot) and the web-demo model
+(supervised_reptile/assets/webdemo) ship with the repository, so tests that use them always
+run. Only the original's full recordings and its checkpoint stay in ../shared: tests that
+need them ask for `shared_dir`, so a clone without that folder gets clean skips.
+`SHARED_DIR` overrides its location.
 """
 
 import os
@@ -25,12 +27,10 @@ def shared_dir():
 
 
 @pytest.fixture(scope='session')
-def omniglot_mirror(shared_dir):
-    """Folder holding the Omniglot release zips (a mirror for fetch_data.sh)."""
-    path = shared_dir / 'data' / 'omniglot'
-    if not (path / 'images_background_small1.zip').is_file():
-        pytest.skip(f'Omniglot mirror {path} is absent')
-    return path
+def omniglot_mirror():
+    """Folder holding the Omniglot release zips that ship with the repository (a mirror for
+    fetch_data.sh): the two small background sets and Lake's all_runs.zip."""
+    return REPO_DIR / 'datasets' / 'omniglot'
 
 
 def fetch_env(**env):
@@ -59,9 +59,10 @@ def omniglot_data(omniglot_mirror, tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def webdemo(shared_dir):
-    """The web-demo folder of ../shared: model, default drawing, its tensors and probabilities."""
-    return shared_dir / 'data' / 'webdemo'
+def webdemo():
+    """The published web-demo files that ship with the package: model, default drawing, its
+    tensors and probabilities."""
+    return REPO_DIR / 'supervised_reptile' / 'assets' / 'webdemo'
 
 
 @pytest.fixture(scope='module')

@@ -334,10 +334,6 @@ class Background:
             self.preempted.current.kill()
 
 
-def _omniglot_available():
-    return (SHARED_DIR / 'data' / 'omniglot' / 'images_background_small1.zip').is_file()
-
-
 @pytest.fixture(scope='module')
 def cli_runs(omniglot_data, tmp_path_factory):
     """The module's command-line runs (see `Background`), on the real Omniglot small sets."""
@@ -356,7 +352,7 @@ def _start_subprocesses_early(request):
             needed.update(item.fixturenames)
     if 'tf1_process' in needed:
         request.getfixturevalue('tf1_process')
-    if 'cli_runs' in needed and _omniglot_available():
+    if 'cli_runs' in needed:
         request.getfixturevalue('cli_runs')
 
 
