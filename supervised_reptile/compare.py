@@ -12,35 +12,32 @@ its 95% confidence interval (normal approximation over per-task differences).
 import itertools
 import sys
 
+from .args import TRAINING, check_split, evaluate_kwargs, parse, parser
+from .errors import InputError, guarded
 from .running.startup import quiet_tensorflow
 
-quiet_tensorflow()  # before the imports below, which start TensorFlow
 
-import numpy as np  # noqa: E402
-
-from .running import checkpoint  # noqa: E402
-from .args import argument_parser, check_split, evaluate_kwargs, parse  # noqa: E402
-from .experiment import read_splits, start  # noqa: E402
-from .errors import guarded  # noqa: E402
-from .eval import accuracy_line, evaluate_paired, mean_and_ci  # noqa: E402
-from .running.results import ResultsFile  # noqa: E402
+def argument_parser():
+    """The command's flags: the models, and the training scripts' flags for evaluation."""
+    return parser(['checkpoints', 'dataset', 'split', *TRAINING], __doc__.split('\n\n')[0],
+                  defaults={'data_dir': 'data/omniglot'})
 
 
 def main(argv=None):
     """Parse flags, evaluate every model on the same tasks, print accuracies and differences."""
-    parser = argument_parser('data/omniglot', omniglot=True)
-    parser.description = __doc__.split('\n\n')[0]
-    parser.add_argument('checkpoints', nargs='+', help='checkpoint folders/prefixes or web-demo .npz files')
-    parser.add_argument('--dataset', choices=('omniglot', 'miniimagenet'), default='omniglot')
-    parser.add_argument('--split', default='test', help='split to evaluate on: train, val (Mini-ImageNet) or test')
-    args = parse(parser, argv)
+    args = parse(argument_parser(), argv)
+    quiet_tensorflow()  # TensorFlow: only once the flags are valid
+    from .eval import accuracy_line, evaluate_paired, mean_and_ci
+    from .experiment import read_splits, start
+    from .running import checkpoint
+    from .running.results import ResultsFile
     runner = start(args)
     if args.dataset == 'miniimagenet' and args.data_dir == 'data/omniglot':
         args.data_dir = 'data/miniimagenet'
     results = ResultsFile(args.results, vars(args), args.checkpoints)
     splits = read_splits(args.dataset, args)
     if args.split not in splits:
-        parser.error(f'--split must be one of {", ".join(splits)} for {args.dataset}')
+        raise InputError(f'--split must be one of {", ".join(splits)} for {args.dataset}')
     check_split(splits[args.split], args.split, args.classes, args.shots + 1)
     algos = []
     for path in args.checkpoints:

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from .running import checkpoint  # noqa: E402
 from .tools import drawing  # noqa: E402
 from .tools import finetune  # noqa: E402
-from .args import Parser  # noqa: E402
+from .args import parse, parser  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 
@@ -192,14 +192,14 @@ def make_server(classifier, host='127.0.0.1', port=8000):
     return server
 
 
+def argument_parser():
+    """The command's flags."""
+    return parser(['model', 'ways', 'port', 'host'], __doc__.split('\n\n')[0])
+
+
 def main(argv=None):
     """Parse flags, load and warm up the model, serve until Ctrl-C."""
-    parser = Parser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', help='web-demo .npz, or a checkpoint folder or prefix (an Omniglot model)')
-    parser.add_argument('--ways', type=int, default=3, choices=range(2, 6), help='classes (2-5, default 3)')
-    parser.add_argument('--port', type=int, default=8000, help='port (default 8000; 0: any free one)')
-    parser.add_argument('--host', default='127.0.0.1', help='address to bind (default 127.0.0.1: this machine only)')
-    args = parser.parse_args(argv)
+    args = parse(argument_parser(), argv)
     classifier = Classifier(load_model(args.model, args.ways))
     classifier.warm_up()
     try:

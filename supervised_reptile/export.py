@@ -12,28 +12,24 @@ trained).
 
 import sys
 
+from .args import parse, parser
+from .errors import InputError, guarded
 from .running.startup import quiet_tensorflow
 
-quiet_tensorflow()  # before the imports below, which start TensorFlow
 
-from .running import checkpoint  # noqa: E402
-from .args import Parser  # noqa: E402
-from .errors import guarded  # noqa: E402
-from .errors import InputError  # noqa: E402
+def argument_parser():
+    """The command's flags."""
+    return parser(['source', 'tf1', 'keras'], __doc__.split('\n\n')[0])
 
 
 def main(argv=None):
     """Load any stored model and write it in the requested formats."""
-    parser = Parser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('checkpoint', help='checkpoint folder or prefix, or web-demo .npz')
-    parser.add_argument('--tf1', metavar='OUT_DIR', help='write a TF1 checkpoint folder (original names)')
-    parser.add_argument('--keras', metavar='OUT.keras', help='write a Keras model file')
-    args = parser.parse_args(argv)
+    args = parse(argument_parser(), argv)
     if not (args.tf1 or args.keras):
-        parser.error('nothing to do: give --tf1 OUT_DIR and/or --keras OUT.keras')
-    if args.keras and not args.keras.endswith('.keras'):
-        raise InputError(f'--keras {args.keras}: the file name must end in .keras')
-    algo = checkpoint.load_pretrained(args.checkpoint)
+        raise InputError('nothing to do: give --tf1 OUT_DIR and/or --keras OUT.keras')
+    quiet_tensorflow()  # TensorFlow: only once the flags are valid
+    from .running import checkpoint
+    algo = checkpoint.load_pretrained(args.source)
     if args.tf1:
         print(checkpoint.save(args.tf1, 0, algo))
     if args.keras:

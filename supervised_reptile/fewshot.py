@@ -18,27 +18,21 @@ of the support images plus the query. Prints one JSON line: {"probs": [...]}.
 import json
 import sys
 
-from .args import Parser
+from .args import parse, parser
 from .errors import guarded
 from .running.startup import quiet_tensorflow
 
 
+def argument_parser():
+    """The command's flags."""
+    return parser(['model', 'images', 'support', 'drawings', 'query', 'save_tensors', 'fine_tune_iters',
+                   'fine_tune_batch', 'learning_rate'], __doc__.split('\n\n')[0], required=['model'],
+                  exclusive=['images', 'support', 'drawings'])
+
+
 def main(argv=None):
     """Parse flags, load the model, print the query's class probabilities as JSON."""
-    parser = Parser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', required=True, help='checkpoint folder or prefix, or web-demo .npz')
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument('--images', help='.npy stack: support images in class order, then the query')
-    source.add_argument('--support', nargs='+', help='support images (PNG/JPEG), one per class in order')
-    source.add_argument('--drawings', help='JSON drawings (as default_drawing.json): support in class order, then the query')
-    parser.add_argument('--query', help='query image (with --support)')
-    parser.add_argument('--save-tensors', help='also save the images classified (support, then query) as .npy')
-    parser.add_argument('--inner-iters', type=int, help='fine-tuning steps (default: the model\'s own)')
-    parser.add_argument('--inner-batch', type=int, help='fine-tuning batch size (default: the model\'s own)')
-    parser.add_argument('--learning-rate', type=float, default=1e-3, help='Adam step size (checkpoints)')
-    args = parser.parse_args(argv)
-    if args.support and not args.query:
-        parser.error('--support needs --query')
+    args = parse(argument_parser(), argv)
     quiet_tensorflow()  # TensorFlow: only once the flags are valid
     import numpy as np
     from .running import checkpoint
@@ -48,7 +42,7 @@ def main(argv=None):
     check_images(algo, support, query)
     if args.save_tensors:
         save_stack(args.save_tensors, np.stack(support + [query]))
-    probs = classify(algo, support, query, *fine_tune_steps(algo, len(support), args.inner_iters, args.inner_batch))
+    probs = classify(algo, support, query, *fine_tune_steps(algo, len(support), args.fine_tune_iters, args.fine_tune_batch))
     print(json.dumps({'probs': probs.tolist()}))
 
 

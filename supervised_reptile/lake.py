@@ -22,32 +22,23 @@ correct and total non-transductive, and correct_transductive).
 """
 
 import json
-import math
 import sys
 
-from .args import Parser
+from .args import parse, parser
 from .data.reference import OMNIGLOT_RUN_WAYS
 from .errors import guarded
 from .running.startup import quiet_tensorflow
 
 
+def argument_parser():
+    """The command's flags."""
+    return parser(['model', 'runs', 'fine_tune_iters', 'fine_tune_batch', 'learning_rate', 'sgd', 'results'],
+                  __doc__.split('\n\n')[0], required=['model'])
+
+
 def main(argv=None):
     """Parse flags, read the runs, fine-tune and classify each, print the table and the JSON line."""
-    parser = Parser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', required=True, help='checkpoint folder or prefix, or web-demo .npz (20-way)')
-    parser.add_argument('--runs', default='data/omniglot_runs',
-                        help='folder of run01..run20 from all_runs.zip (default data/omniglot_runs)')
-    parser.add_argument('--inner-iters', type=int, help='fine-tuning steps (default: the model\'s own)')
-    parser.add_argument('--inner-batch', type=int, help='fine-tuning batch size (default: the model\'s own)')
-    parser.add_argument('--learning-rate', type=float, default=1e-3, help='Adam step size (checkpoints)')
-    parser.add_argument('--sgd', action='store_true',
-                        help='fine-tune with plain SGD (default: the optimizer the model was trained with)')
-    parser.add_argument('--results', metavar='FILE', help='write per-run results as JSON lines')
-    args = parser.parse_args(argv)
-    for flag in ('inner_iters', 'inner_batch', 'learning_rate'):
-        value = getattr(args, flag)
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            parser.error(f'--{flag.replace("_", "-")} must be a positive number, got {value}')
+    args = parse(argument_parser(), argv)
     quiet_tensorflow()  # TensorFlow: only once the flags are valid
     from .eval import score
     from .running import distribute
@@ -57,7 +48,7 @@ def main(argv=None):
     results = ResultsFile(args.results, vars(args), args.model)
     runs = [read_run(args.runs, name) for name in run_names(args.runs)]
     algos = [load_model(args.model, transductive, args) for transductive in (False, True)]
-    tasks = episodes(runs, *fine_tune_steps(algos[0], OMNIGLOT_RUN_WAYS, args.inner_iters, args.inner_batch))
+    tasks = episodes(runs, *fine_tune_steps(algos[0], OMNIGLOT_RUN_WAYS, args.fine_tune_iters, args.fine_tune_batch))
     plain, transductive = (score(algo, tasks, distribute.LOCAL, len(tasks)) for algo in algos)  # 20 small episodes
     print(report(runs, errors(plain), errors(transductive)))
     results.add('lake', plain, correct_transductive=[o.correct for o in transductive])

@@ -1,7 +1,9 @@
 """A training run's identity, recorded in its checkpoint folder and checked on --resume.
 
-`run.json` holds the flags that decide the run's split, tasks, schedule and numbers, and a
-digest of the data set as read (every class and its image count). Resuming with another
+`run.json` holds the flags that decide the run's split, tasks, schedule and numbers (those
+declared with `identity` in `args.FLAGS`; the others change where or how fast a run goes,
+or only its final evaluation), and a digest of the data set as read (every class and its
+image count). Resuming with another
 value of any of them, or with other data, would silently mix two runs (test characters
 could even leak into training), so it stops with one line; so does starting a new run in
 a folder that already holds one.
@@ -11,16 +13,10 @@ import hashlib
 import json
 import os
 
+from ..args import identity_flags
 from ..errors import InputError
 
 FILE = 'run.json'
-# Flags that change what a run computes. The others (--checkpoint, --resume, --data-dir's
-# path, --eval-samples, --eval-parallel, --results, --deterministic, --distribute,
-# --cpu-replicas) change where or how fast it runs, or only its final evaluation.
-IDENTITY_FLAGS = ('seed', 'train_chars', 'classes', 'shots', 'train_shots', 'inner_batch', 'inner_iters',
-                  'replacement', 'learning_rate', 'meta_step', 'meta_step_final', 'meta_batch', 'meta_iters',
-                  'eval_batch', 'eval_iters', 'eval_interval', 'eval_interval_samples', 'weight_decay',
-                  'transductive', 'foml', 'foml_tail', 'sgd', 'parallel_tasks', 'precision')
 
 
 def data_digest(splits, data_dir):
@@ -33,8 +29,7 @@ def data_digest(splits, data_dir):
 
 def identity(args, digest):
     """What `run.json` records for the flags `args` and the data `digest`."""
-    flags = {name: getattr(args, name) for name in IDENTITY_FLAGS if hasattr(args, name)}
-    return {'flags': flags, 'data': {'dir': args.data_dir, 'digest': digest}}
+    return {'flags': identity_flags(args), 'data': {'dir': args.data_dir, 'digest': digest}}
 
 
 def check(directory, current, resume):
