@@ -7,15 +7,11 @@ need them ask for `shared_dir`, so a clone without that folder gets clean skips.
 `SHARED_DIR` overrides its location.
 """
 
-import os
-import pathlib
 import shutil
-import sys
 
 import pytest
 
-REPO_DIR = pathlib.Path(__file__).resolve().parent.parent
-SHARED_DIR = pathlib.Path(os.environ.get('SHARED_DIR', REPO_DIR.parent / 'shared'))
+from helpers import REPO_DIR, SHARED_DIR, run_fetch
 
 
 @pytest.fixture(scope='session')
@@ -31,21 +27,6 @@ def omniglot_mirror():
     """Folder holding the Omniglot release zips that ship with the repository (a mirror for
     fetch_data.sh): the two small background sets and Lake's all_runs.zip."""
     return REPO_DIR / 'datasets' / 'omniglot'
-
-
-def fetch_env(**env):
-    """The environment for fetch_data.sh: ours plus `env`, with this interpreter's python3
-    (which has Pillow) first on PATH, as in an activated virtualenv."""
-    full_env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
-    full_env.update(env)
-    return full_env
-
-
-def run_fetch(cwd, *targets, **env):
-    """Run the project's fetch_data.sh in `cwd` with extra environment variables."""
-    import subprocess
-    return subprocess.run(['bash', str(REPO_DIR / 'fetch_data.sh'), *targets], cwd=cwd,
-                          env=fetch_env(**env), capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope='session')

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from cli_helpers import (assert_input_error, assert_success, fake_miniimagenet, fake_omniglot, run_cli,
+from helpers import (assert_input_error, assert_success, fake_miniimagenet, fake_omniglot, run_cli,
                          run_parallel, truncate)
 
 TINY_EVAL = ['--eval-batch', 5, '--eval-iters', 2, '--eval-samples', 2]

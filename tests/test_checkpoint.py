@@ -39,8 +39,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cli_helpers import SCRIPTS, assert_clean_stderr, assert_success, cli_env, truncate
-from conftest import SHARED_DIR
+from helpers import SCRIPTS, SHARED_DIR, assert_clean_stderr, assert_success, cli_env, truncate
 from supervised_reptile.running import checkpoint
 from supervised_reptile.args import argument_parser, parse
 from supervised_reptile.errors import InputError

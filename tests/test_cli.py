@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pytest
 
-from cli_helpers import (NONSTANDARD_WARNING, SCRIPTS, assert_success, cli_env, fake_full_omniglot,
+from helpers import (NONSTANDARD_WARNING, SCRIPTS, assert_success, cli_env, fake_full_omniglot,
                          fake_miniimagenet, our_stderr_lines, run_cli, run_parallel)
 
 BATCH_LINE = re.compile(r'^batch (\d+): train=(\d\.\d{6}) test=(\d\.\d{6})$')

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cli_helpers import SCRIPTS, assert_success, cli_env, fake_omniglot
+from helpers import SCRIPTS, assert_success, cli_env, fake_omniglot
 
 FLAGS = ['--train-chars', 12, '--classes', 5, '--shots', 1, '--train-shots', 2, '--inner-batch', 5,
          '--inner-iters', 2, '--meta-batch', 5, '--meta-iters', 30, '--eval-interval', 10, '--eval-batch', 5,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cli_helpers import fake_omniglot
+from helpers import fake_omniglot
 from supervised_reptile.running import budget
 from supervised_reptile import omniglot
 from supervised_reptile.eval import evaluate, sample_episode

@@ -21,7 +21,7 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import REPO_DIR, fetch_env, run_fetch
+from helpers import REPO_DIR, fetch_env, run_fetch
 from supervised_reptile.data.fetch import FetchError, parse_metadata
 from supervised_reptile.data.reference import MINIIMAGENET_WNIDS, miniimagenet_images
 

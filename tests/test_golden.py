@@ -38,7 +38,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from conftest import SHARED_DIR
+from helpers import SHARED_DIR
 from golden.convert import load_case
 from supervised_reptile.models import miniimagenet_model, omniglot_model
 from supervised_reptile.optimizers import SGD, Adam

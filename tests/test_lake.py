@@ -11,8 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from cli_helpers import assert_input_error, assert_success, cli_env, run_parallel, truncate
-from conftest import REPO_DIR
+from helpers import REPO_DIR, assert_input_error, assert_success, cli_env, run_parallel, truncate
 from supervised_reptile import lake
 from supervised_reptile.tools import lake_runs
 from supervised_reptile.errors import InputError

@@ -10,7 +10,7 @@ the same inner steps on the same batches, the same meta-update, the same optimiz
 import numpy as np
 import pytest
 
-from cli_helpers import assert_success, fake_omniglot, run_cli
+from helpers import assert_success, fake_omniglot, run_cli
 from supervised_reptile.models import omniglot_model
 from supervised_reptile.optimizers import Adam
 from supervised_reptile.reptile import FOML, Reptile

@@ -1,7 +1,9 @@
-"""Helpers for the command-line tests: run the two CLIs as subprocesses, check their
-stderr, and generate small data trees (Omniglot PNGs, Mini-ImageNet JPEGs)."""
+"""Test helpers: where the repository and ../shared are, running the CLIs and fetch_data.sh as
+subprocesses, checking their stderr, and generating small data trees (Omniglot PNGs,
+Mini-ImageNet JPEGs). Fixtures live in conftest.py; everything else tests share is here."""
 
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -10,7 +12,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from conftest import REPO_DIR
+REPO_DIR = pathlib.Path(__file__).resolve().parent.parent
+SHARED_DIR = pathlib.Path(os.environ.get('SHARED_DIR', REPO_DIR.parent / 'shared'))
 
 SCRIPTS = {'omniglot': REPO_DIR / 'run_omniglot.py', 'miniimagenet': REPO_DIR / 'run_miniimagenet.py'}
 
@@ -141,3 +144,17 @@ def assert_success(result):
     """The run exited 0 with nothing but TensorFlow's start-up lines on stderr."""
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     assert_clean_stderr(result)
+
+
+def fetch_env(**env):
+    """The environment for fetch_data.sh: ours plus `env`, with this interpreter's python3
+    (which has Pillow) first on PATH, as in an activated virtualenv."""
+    full_env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+    full_env.update(env)
+    return full_env
+
+
+def run_fetch(cwd, *targets, **env):
+    """Run the project's fetch_data.sh in `cwd` with extra environment variables."""
+    return subprocess.run(['bash', str(REPO_DIR / 'fetch_data.sh'), *targets], cwd=cwd,
+                          env=fetch_env(**env), capture_output=True, text=True, timeout=600)
