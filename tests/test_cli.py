@@ -7,12 +7,13 @@
   well above chance.
 - FOML with --foml-tail, and the SGD / --replacement / --weight-decay paths.
 - Mini-ImageNet on a small generated JPEG tree in the default data/miniimagenet folder.
-- Every command of the original README starts verbatim (up to its first evaluation line)
-  on fake full-size data trees.
+- Every command of the original README parses, and each one that runs distinct code starts
+  verbatim (up to its first evaluation line) on fake full-size data trees.
 """
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,8 +23,10 @@ import time
 import numpy as np
 import pytest
 
-from helpers import (NONSTANDARD_WARNING, SCRIPTS, assert_success, cli_env, fake_full_omniglot,
-                         fake_miniimagenet, our_stderr_lines, run_cli, run_parallel)
+from supervised_reptile.args import argument_parser, parse
+
+from helpers import (NONSTANDARD_WARNING, SCRIPTS, assert_success, cli_env, fake_full_omniglot, fake_miniimagenet,
+                     our_stderr_lines, run_cli, run_parallel)
 
 BATCH_LINE = re.compile(r'^batch (\d+): train=(\d\.\d{6}) test=(\d\.\d{6})$')
 
@@ -312,6 +315,9 @@ def readme_dir(tmp_path_factory):
     return root
 
 
+SHARED_FLAGS = re.search(r'^shared="(.*)"$', README_COMMANDS, re.MULTILINE).group(1)
+
+
 def test_readme_lists_eighteen_commands():
     scripts = readme_scripts()
     assert len(scripts) == 18
@@ -319,8 +325,25 @@ def test_readme_lists_eighteen_commands():
     assert all(s.startswith('shared="--sgd') for s in scripts if '$shared' in s)
 
 
-def test_every_readme_command_starts(readme_dir):
+def test_every_readme_command_parses():
+    for script in readme_scripts():
+        words = shlex.split(script.splitlines()[-1].replace('$shared', SHARED_FLAGS).split('|')[0])
+        at = next(i for i, word in enumerate(words) if word.endswith('.py'))
+        parse(argument_parser('data', omniglot=words[at] == 'run_omniglot.py'), words[at + 1:])
+
+
+def distinct_readme_scripts():
+    """The README's scripts that run distinct code: every paper command, and of the ten
+    `$shared` ablation commands (which differ only in numbers) one Reptile and one FOML."""
     scripts = readme_scripts()
+    ablations = [s for s in scripts if '$shared' in s]
+    return [s for s in scripts if '$shared' not in s] + [next(s for s in ablations if '--foml' not in s),
+                                                          next(s for s in ablations if '--foml' in s)]
+
+
+@pytest.mark.slow
+def test_every_distinct_readme_command_starts(readme_dir):
+    scripts = distinct_readme_scripts()
     # The slowest (Mini-ImageNet 5-shot: 88 evaluation steps of 15 images) goes first so
     # that the workers finish together.
     order = sorted(range(len(scripts)), key=lambda i: '--eval-iters 88' not in scripts[i])
