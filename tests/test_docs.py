@@ -23,9 +23,14 @@ ENDS = {'|', '>', '2>', '&&', ';', '&', '||'}
 
 
 def commands(page):
-    """(tool, argv) of each command of a tool in the page's shell blocks."""
+    """(tool, argv) of each command of a tool in the page's shell blocks, with the variables
+    assigned earlier in a block (`shared="..."`) expanded."""
     for block in SHELL_BLOCK.findall(page.read_text()):
+        variables = {}
         for line in block.replace('\\\n', ' ').splitlines():
+            if assignment := re.fullmatch(r'(\w+)="([^"]*)"', line):
+                variables[assignment[1]] = assignment[2]
+            line = re.sub(r'\$(\w+)', lambda m: variables.get(m[1], m[0]), line)
             words = shlex.split(line, comments=True)
             words = words[:next((i for i, w in enumerate(words) if w in ENDS), len(words))]
             tool = next((i for i, w in enumerate(words) if w in PARSERS), None)
