@@ -112,7 +112,7 @@ CASES = [
 
     # Flags that are out of range or not numbers.
     Case('seed_beyond_32_bits', 'omniglot', lambda d: ['--seed', 8589934592],
-         lambda d: ['--seed', '2**32', '8589934592']),
+         lambda d: ['--seed', 'at most 4294967295', '8589934592']),
     Case('negative_seed', 'miniimagenet', lambda d: ['--seed', -1], lambda d: ['--seed', '-1']),
     Case('nan_learning_rate', 'omniglot', lambda d: ['--learning-rate', 'nan'],
          lambda d: ['--learning-rate', 'finite', 'nan']),
