@@ -10,6 +10,7 @@ normalize with the statistics of the batch it is given (its moving averages are 
 trained).
 """
 
+import os
 import sys
 
 from .running.startup import quiet_tensorflow
@@ -17,6 +18,7 @@ from .running.startup import quiet_tensorflow
 quiet_tensorflow()  # before the imports below, which start TensorFlow
 
 from .running import checkpoint  # noqa: E402
+from .running.lock import FolderLock  # noqa: E402
 from .args import Parser  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
@@ -31,14 +33,27 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not (args.tf1 or args.keras):
         parser.error('nothing to do: give --tf1 OUT_DIR and/or --keras OUT.keras')
-    if args.keras and not args.keras.endswith('.keras'):
-        raise InputError(f'--keras {args.keras}: the file name must end in .keras')
+    check_destinations(args.tf1, args.keras)
     algo = checkpoint.load_pretrained(args.checkpoint)
     if args.tf1:
-        print(checkpoint.save(args.tf1, 0, algo))
+        with FolderLock(args.tf1):
+            print(checkpoint.save(args.tf1, 0, algo))
     if args.keras:
-        algo.model.save(args.keras)
+        try:
+            algo.model.save(args.keras)
+        except OSError as exc:
+            raise InputError(f'cannot write --keras {args.keras} ({exc.strerror or exc})') from None
         print(args.keras)
+
+
+def check_destinations(tf1, keras_file):
+    """Refuse, before loading anything, destinations that cannot be written."""
+    if tf1 and os.path.exists(tf1) and not os.path.isdir(tf1):
+        raise InputError(f'--tf1 {tf1} is a file: name a folder (new, or holding checkpoints)')
+    if keras_file and not keras_file.endswith('.keras'):
+        raise InputError(f'--keras {keras_file}: the file name must end in .keras')
+    if keras_file and (os.path.isdir(keras_file) or not os.path.isdir(os.path.dirname(os.path.abspath(keras_file)))):
+        raise InputError(f'cannot write --keras {keras_file}: it is a folder, or its folder does not exist')
 
 
 def cli():
