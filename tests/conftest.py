@@ -13,7 +13,7 @@ import sys
 import pytest
 
 REPO_DIR = pathlib.Path(__file__).resolve().parent.parent
-SHARED_DIR = pathlib.Path(os.environ.get('SHARED_DIR', REPO_DIR.parent / 'shared'))
+SHARED_DIR = pathlib.Path(os.environ.get('SHARED_DIR') or REPO_DIR.parent / 'shared')  # set but empty: unset
 
 
 @pytest.fixture(scope='session')
