@@ -123,8 +123,26 @@ tmp=$(mktemp -d data/.fetch.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM  # turn Ctrl-C into a normal exit so the EXIT trap cleans up
 
-extract() {  # zip, folder: unzip is not on every fresh machine, python3 is
-    if command -v unzip > /dev/null; then unzip -q "$1" -d "$2"; else python3 -m zipfile -e "$1" "$2"; fi
+extract() {  # zip, folder, where the zip came from: unzip is not on every fresh machine, python3 is
+    # Never a question (-o; stdin /dev/null: unzip asks "Continue? (y/n)" on a full disk), and
+    # one line of ours instead of unzip's own lines and status.
+    local status=0
+    if command -v unzip > /dev/null; then
+        unzip -o -qq "$1" -d "$2" < /dev/null > "$tmp/extract.log" 2>&1 || status=$?
+    else
+        python3 -m zipfile -e "$1" "$2" < /dev/null > "$tmp/extract.log" 2>&1 || status=$?
+    fi
+    case $status in
+    0) ;;
+    50) die "cannot extract $3: the disk is full; free some space and run again" ;;
+    *) grep -qi 'no space left' "$tmp/extract.log" &&
+           die "cannot extract $3: the disk is full; free some space and run again"
+       die "cannot extract $3 (unzip exit status $status): the zip is damaged or incomplete; fetch it again" ;;
+    esac
+}
+
+copy() {  # source, destination: one line, not cp's, when the disk is full
+    cp -R "$1" "$2" 2> /dev/null || die "cannot copy into $(dirname "$2"): the disk is full or not writable; free some space and run again"
 }
 
 check_zip() {  # file, where it came from: a zip starts with PK\3\4; name what else a server sent
@@ -141,7 +159,7 @@ check_zip() {  # file, where it came from: a zip starts with PK\3\4; name what e
 
 get_zip() {  # source (URL, file or file:// URL), destination, the variable that set the source
     if is_local "$1"; then
-        cp "${1#file://}" "$2"
+        copy "${1#file://}" "$2"
     else
         curl -fsSL --retry 3 "$1" -o "$2" ||
             die "download of $1 failed (curl exit status $?); check the network or set $3 to a local mirror"
@@ -161,9 +179,9 @@ fetch_omniglot() {
         echo "Fetching omniglot/$name ..."
         get_zip "$OMNIGLOT_URL/$name.zip" "$tmp/$name.zip" OMNIGLOT_URL
         echo "Extracting omniglot/$name ..."
-        extract "$tmp/$name.zip" "$tmp/unzipped"
+        extract "$tmp/$name.zip" "$tmp/unzipped" "$OMNIGLOT_URL/$name.zip"
         # Merge rather than move: sets may share alphabets (identical files just overwrite).
-        cp -R "$tmp/unzipped/$name/." "$tmp/omniglot/"
+        copy "$tmp/unzipped/$name/." "$tmp/omniglot/"
         rm -rf "$tmp/unzipped" "$tmp/$name.zip"
     done
     install_verified omniglot "$tmp/omniglot"
@@ -172,7 +190,7 @@ fetch_omniglot() {
 fetch_omniglot_runs() {
     echo "Fetching omniglot/all_runs ..."
     get_zip "$OMNIGLOT_RUNS_URL" "$tmp/all_runs.zip" OMNIGLOT_RUNS_URL
-    extract "$tmp/all_runs.zip" "$tmp/omniglot_runs"  # its own runNN/ folders
+    extract "$tmp/all_runs.zip" "$tmp/omniglot_runs" "$OMNIGLOT_RUNS_URL"  # its own runNN/ folders
     install_verified omniglot_runs "$tmp/omniglot_runs"
 }
 

@@ -7,6 +7,10 @@ Serves one page (from memory) and one JSON API on 127.0.0.1 by default:
     POST /api/classify  {"drawings": [class 1, ..., class N, query]}
     -> 200 {"probs": [N floats], "images": [N + 1 images of 28 rows of 0/1], "ms": time}
     -> 400 {"error": message} for malformed input
+    -> 403 for a Host header that is not the server's own name (on loopback: localhost,
+       127.0.0.1 or [::1] with the port), so that no other web page can reach the API
+       through the visitor's browser (DNS rebinding); 415 for a body that is not
+       Content-Type application/json (which a cross-site form cannot send)
 
 Each drawing is a list of strokes of [x, y] points (canvas fractions). The server
 rasterizes them with `drawing` (as the original web demo) and fine-tunes the model on the
@@ -17,6 +21,7 @@ model calls. No request touches the file system.
 
 import http.server
 import importlib.resources
+import ipaddress
 import json
 import sys
 import threading
@@ -35,7 +40,7 @@ from .tools import drawing  # noqa: E402
 from .tools import finetune  # noqa: E402
 from .args import parse, parser  # noqa: E402
 from .errors import guarded  # noqa: E402
-from .errors import InputError  # noqa: E402
+from .errors import Diverged, InputError  # noqa: E402
 
 MAX_BODY = 1 << 20   # bytes per request
 DRAIN_LIMIT = 8 << 20  # an oversized body is read up to this much before answering 400
@@ -113,6 +118,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         """The page at / (any query string ignored); 404 for every other path."""
+        if not self._host_allowed():
+            return
         if urllib.parse.urlsplit(self.path).path in ('/', '/index.html'):
             self._send(200, self.server.page, 'text/html; charset=utf-8')
         else:
@@ -120,21 +127,39 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         """Classify the drawings in the JSON body; 400 with a message for any bad input."""
+        if not self._host_allowed():
+            return
         if urllib.parse.urlsplit(self.path).path != '/api/classify':
             self.close_connection = True  # the body is left unread
             self._send_json(404, {'error': 'not found: POST drawings to /api/classify'})
+            return
+        if self.headers.get_content_type() != 'application/json':
+            self.close_connection = True
+            self._send_json(415, {'error': 'send the drawings with Content-Type: application/json'})
             return
         start = time.perf_counter()
         try:
             probs, images = self.server.classifier(self._drawings())
         except InputError as exc:
             self._send_json(400, {'error': str(exc)})
+        except Diverged as exc:  # the model's answer is NaN: say so, as JSON
+            self._send_json(500, {'error': str(exc)})
         except Exception:  # a bug: say so, log it, keep serving
             self.log_error('%s', traceback.format_exc())
             self._send_json(500, {'error': 'internal error (see the server log)'})
         else:
             self._send_json(200, {'probs': probs.tolist(), 'images': (images < 0.5).astype(int).tolist(),
                                   'ms': round((time.perf_counter() - start) * 1000, 1)})
+
+    def _host_allowed(self):
+        """Whether the Host header names this server (see `allowed_hosts`); else answer 403."""
+        allowed = self.server.allowed_hosts
+        if allowed is None or (self.headers.get('Host') or '').lower() in allowed:
+            return True
+        self.close_connection = True
+        self._send_json(403, {'error': f'Host {self.headers.get("Host")!r} is not this server\'s: '
+                                       f'open http://{sorted(allowed)[0]}/'})
+        return False
 
     def _drawings(self):
         """The drawings of the JSON body {"drawings": [...]}; InputError if it is not that."""
@@ -163,7 +188,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _send_json(self, status, obj):
         """A JSON response."""
-        self._send(status, json.dumps(obj).encode('utf-8'), 'application/json')
+        self._send(status, json.dumps(obj, allow_nan=False).encode('utf-8'), 'application/json')
 
     def _send(self, status, body, content_type):
         """A complete response with headers that keep the browser from loading anything else."""
@@ -183,10 +208,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
             super().log_request(code, size)
 
 
+class Server(http.server.ThreadingHTTPServer):
+    """The standard threading server with a deeper listen queue: while the model works it
+    holds the interpreter, and the default backlog of 5 resets a burst of clients."""
+    request_queue_size = 128
+    daemon_threads = True
+
+
+LOOPBACK_NAMES = ('localhost', '127.0.0.1', '[::1]')
+
+
+def allowed_hosts(address, port):
+    """The Host headers a server bound to `address` (numeric) and `port` answers: on a
+    loopback address, its loopback names with the port (and without it on port 80);
+    elsewhere any (None): the names it is reached by are unknown."""
+    if not ipaddress.ip_address(address).is_loopback:
+        return None
+    return {f'{name}:{port}' for name in LOOPBACK_NAMES} | (set(LOOPBACK_NAMES) if port == 80 else set())
+
+
 def make_server(classifier, host='127.0.0.1', port=8000):
     """A threading HTTP server for `classifier` (port 0: any free port; see server_address)."""
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = Server((host, port), Handler)
+    server.allowed_hosts = allowed_hosts(*server.server_address[:2])
     server.classifier = classifier
     server.page = page(classifier.ways)
     return server

@@ -1,6 +1,7 @@
 """What run_omniglot.py and run_miniimagenet.py share: reading the splits and the
 train-or-restore-then-evaluate flow of the original's scripts."""
 
+import contextlib
 import random
 
 import keras
@@ -14,6 +15,7 @@ from .eval import accuracy_line, evaluate
 from .models import MODELS, keeps_random
 from .optimizers import inner_optimizer
 from .reptile import FOML, Reptile
+from .running.lock import FolderLock
 from .running.results import ResultsFile
 from .tasks import RandomStream
 from .train import train
@@ -74,6 +76,12 @@ def _train(args, dataset, splits, runner):
     if args.meta_batch < runner.replicas:
         raise InputError(f'--meta-batch {args.meta_batch} gives some of the {runner.replicas} replicas no task: '
                          f'raise it to at least {runner.replicas}')
+    with FolderLock(args.checkpoint) if runner.is_chief else contextlib.nullcontext():
+        return _train_in_folder(args, dataset, splits, runner)
+
+
+def _train_in_folder(args, dataset, splits, runner):
+    """Check the run's identity against --checkpoint's, then train (the chief holds the folder's lock)."""
     run_identity = identity.identity(args, identity.data_digest(splits, args.data_dir))
     identity.check(args.checkpoint, run_identity, args.resume)
     runner.barrier()  # every process has checked the folder before the chief writes to it

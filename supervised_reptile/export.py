@@ -10,6 +10,7 @@ normalize with the statistics of the batch it is given (its moving averages are 
 trained).
 """
 
+import os
 import sys
 
 from .args import parse, parser
@@ -27,14 +28,28 @@ def main(argv=None):
     args = parse(argument_parser(), argv)
     if not (args.tf1 or args.keras):
         raise InputError('nothing to do: give --tf1 OUT_DIR and/or --keras OUT.keras')
+    check_destinations(args.tf1, args.keras)
     quiet_tensorflow()  # TensorFlow: only once the flags are valid
     from .running import checkpoint
+    from .running.lock import FolderLock
     algo = checkpoint.load_pretrained(args.source)
     if args.tf1:
-        print(checkpoint.save(args.tf1, 0, algo))
+        with FolderLock(args.tf1):
+            print(checkpoint.save(args.tf1, 0, algo))
     if args.keras:
-        algo.model.save(args.keras)
+        try:
+            algo.model.save(args.keras)
+        except OSError as exc:
+            raise InputError(f'cannot write --keras {args.keras} ({exc.strerror or exc})') from None
         print(args.keras)
+
+
+def check_destinations(tf1, keras_file):
+    """Refuse, before loading anything, destinations that cannot be written."""
+    if tf1 and os.path.exists(tf1) and not os.path.isdir(tf1):
+        raise InputError(f'--tf1 {tf1} is a file: name a folder (new, or holding checkpoints)')
+    if keras_file and (os.path.isdir(keras_file) or not os.path.isdir(os.path.dirname(os.path.abspath(keras_file)))):
+        raise InputError(f'cannot write --keras {keras_file}: it is a folder, or its folder does not exist')
 
 
 def cli():

@@ -43,7 +43,7 @@ def main(argv=None):
     if args.save_tensors:
         save_stack(args.save_tensors, np.stack(support + [query]))
     probs = classify(algo, support, query, *fine_tune_steps(algo, len(support), args.fine_tune_iters, args.fine_tune_batch))
-    print(json.dumps({'probs': probs.tolist()}))
+    print(json.dumps({'probs': probs.tolist()}, allow_nan=False))
 
 
 def cli():

@@ -53,7 +53,7 @@ def main(argv=None):
     print(report(runs, errors(plain), errors(transductive)))
     results.add('lake', plain, correct_transductive=[o.correct for o in transductive])
     results.write()
-    print(json.dumps(summary(errors(plain), errors(transductive))))
+    print(json.dumps(summary(errors(plain), errors(transductive)), allow_nan=False))
 
 
 def cli():

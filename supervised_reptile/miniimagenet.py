@@ -8,6 +8,7 @@ from PIL import Image
 
 from .errors import InputError
 from .data.imageclass import ImageClass
+from .data.fetch import MARKERS
 from .data.reference import MINIIMAGENET_WNIDS, miniimagenet_images
 
 SPLITS = ('train', 'val', 'test')
@@ -54,6 +55,8 @@ def _read_classes(dir_path):
     if not classes:
         raise InputError(f'no class folders in {dir_path}: run ./fetch_data.sh miniimagenet '
                          'or pass the right --data-dir')
+    for cls in classes:
+        cls.verify()
     return classes
 
 
@@ -66,6 +69,23 @@ class ImageNetClass(ImageClass):
 
     def _present(self, image):
         return as_input(image)
+
+    def verify(self):
+        """Check each JPEG's start and end markers (decoding 60,000 JPEGs would take
+        minutes): a file cut short stops the run at once. See `data.fetch.image_problem`."""
+        start, end = MARKERS['.JPEG']
+        for name in self._names:
+            path = os.path.join(self.dir_path, name)
+            try:
+                with open(path, 'rb') as file:
+                    head = file.read(len(start))
+                    file.seek(max(0, os.path.getsize(path) - len(end)))
+                    whole = head == start and file.read() == end
+            except OSError as exc:
+                raise InputError(f'cannot read image {path} ({exc.strerror})') from None
+            if not whole:
+                raise InputError(f'cannot read image {path} (cut short: no JPEG start or end marker): delete it or '
+                                 're-run ./fetch_data.sh')
 
 
 def as_input(image):

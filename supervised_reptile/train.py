@@ -7,7 +7,7 @@ import tensorflow as tf
 from .running import checkpoint, distribute
 from .eval import fitting, sample_episode, score
 from .running.progress import Progress
-from .errors import Stopped
+from .errors import Diverged, Stopped
 from .running.signals import StopRequests
 from .tasks import RandomStream, sample_mini_dataset
 
@@ -32,7 +32,9 @@ def train(algo, train_set, test_set, save_dir, num_classes=5, num_shots=5, train
     tasks at once (see `Reptile.train_step`); `runner` says on which devices.
 
     SIGINT or SIGTERM (in any process of a distributed run) ends the meta-iteration under
-    way, writes a checkpoint of it and raises `signals.Stopped`.
+    way, writes a checkpoint of it and raises `signals.Stopped`. A weight or optimizer
+    state that stops being finite ends the run with `errors.Diverged`, before any
+    checkpoint of it is written.
     """
     writers = _summary_writers(save_dir) if runner.is_chief else None
     periodic = dict(num_classes=num_classes, num_shots=num_shots, inner_batch_size=eval_inner_batch_size,
@@ -46,6 +48,7 @@ def train(algo, train_set, test_set, save_dir, num_classes=5, num_shots=5, train
                                inner_batch_size, inner_iters, replacement)
                      for _ in range(meta_batch_size)]
             runner.train_step(algo, tasks, cur_meta_step_size, parallel_tasks)
+            _stop_if_diverged(algo, i, save_dir)
             if i % eval_interval == 0:
                 line = _evaluate_periodically(algo, i, (train_set, test_set), writers, eval_interval_samples,
                                               eval_stream, runner, per_call, periodic)
@@ -58,6 +61,17 @@ def train(algo, train_set, test_set, save_dir, num_classes=5, num_shots=5, train
             if stopping:
                 raise Stopped(stop.signum, f'after meta-iteration {i}, with a checkpoint of it in {save_dir}: '
                                            'continue with --resume')
+
+
+def _stop_if_diverged(algo, iteration, save_dir):
+    """Raise `Diverged` when a weight or optimizer tensor is no longer finite, naming it and
+    the last (finite) checkpoint. A resumed run keeps its flags, so the advice is a new run."""
+    name = checkpoint.non_finite(algo)
+    if name:
+        last = checkpoint.last_saved(save_dir)
+        raise Diverged(f'training diverged at meta-iteration {iteration}: {name} is not finite; the last finite '
+                       f'checkpoint is {last or "none (none was written)"}; train again into another --checkpoint '
+                       'folder with a smaller --learning-rate (or --meta-step)')
 
 
 def _summary_writers(save_dir):

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 REPO_DIR = pathlib.Path(__file__).resolve().parent.parent
-SHARED_DIR = pathlib.Path(os.environ.get('SHARED_DIR', REPO_DIR.parent / 'shared'))
+SHARED_DIR = pathlib.Path(os.environ.get('SHARED_DIR') or REPO_DIR.parent / 'shared')  # set but empty: unset
 
 SCRIPTS = {'omniglot': REPO_DIR / 'run_omniglot.py', 'miniimagenet': REPO_DIR / 'run_miniimagenet.py'}
 
@@ -34,9 +34,12 @@ def cli_env(**extra):
 
 
 def run_cli(which, cwd, *args, timeout=300):
-    """Run run_<which>.py with `args` in `cwd`; returns the CompletedProcess (text)."""
-    return subprocess.run([sys.executable, '-u', str(SCRIPTS[which]), *map(str, args)], cwd=cwd,
-                          env=cli_env(), capture_output=True, text=True, timeout=timeout)
+    """Run run_<which>.py (or the command module supervised_reptile.<which>, e.g. 'fewshot')
+    with `args` in `cwd`; returns the CompletedProcess (text)."""
+    command = [str(SCRIPTS[which])] if which in SCRIPTS else ['-m', f'supervised_reptile.{which}']
+    path = os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get('PYTHONPATH')]))  # as the scripts have
+    return subprocess.run([sys.executable, '-u', *command, *map(str, args)], cwd=cwd,
+                          env=cli_env(PYTHONPATH=path), capture_output=True, text=True, timeout=timeout)
 
 
 def our_stderr_lines(stderr):

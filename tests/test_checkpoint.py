@@ -401,17 +401,18 @@ def test_resume_restores_the_meta_iteration_and_pythons_random_state(tmp_path):
 
 
 def test_only_the_last_five_checkpoints_are_kept_and_listed(tmp_path):
-    """After 7 saves only the last MAX_TO_KEEP (5) bundles remain, the `checkpoint` file
-    lists exactly them, deleting model.ckpt-1 spares model.ckpt-10/-11, re-saving an
-    iteration does not list it twice, and no temporary file remains."""
+    """After every save from the 1st to the 7th, the bundles on disk are exactly the last
+    MAX_TO_KEEP (5) saved and the `checkpoint` file lists exactly them (deleting
+    model.ckpt-1 spares model.ckpt-10/-11); re-saving an iteration does not list it twice,
+    and no temporary file remains."""
     assert checkpoint.MAX_TO_KEEP == 5
     algo, ck = make_algo(), tmp_path / 'ck'
     iterations = [1, 2, 10, 11, 100, 110, 111]
-    for i in iterations:
+    for count, i in enumerate(iterations, 1):
         checkpoint.save(str(ck), i, algo)
-    kept = iterations[-5:]
-    assert state_file_lines(ck) == expected_state_lines(kept)
-    assert sorted(os.listdir(ck)) == ['checkpoint'] + bundle_files(kept)
+        kept = iterations[max(0, count - 5):count]
+        assert state_file_lines(ck) == expected_state_lines(kept), count
+        assert sorted(os.listdir(ck)) == ['checkpoint'] + bundle_files(kept), count
     checkpoint.save(str(ck), 111, algo)  # what a resumed run does after a kill mid-save
     assert state_file_lines(ck) == expected_state_lines(kept)
     assert sorted(os.listdir(ck)) == ['checkpoint'] + bundle_files(kept)
@@ -670,8 +671,8 @@ def test_unreadable_checkpoint_is_a_one_line_input_error(kind, tmp_path):
 
 # --- 5. atomic writes --------------------------------------------------------------------
 
-class SimulatedCrash(OSError):
-    pass
+class SimulatedCrash(BaseException):
+    """A kill: not an error the code could handle."""
 
 
 @pytest.mark.parametrize('fail_at', ['SaveV2', 'rename_data', 'rename_index', 'replace_checkpoint_file'])
@@ -832,3 +833,124 @@ def test_resume_with_pretrained_is_refused(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and ': error:' in lines[0], lines
     assert '--resume' in lines[0] and '--pretrained' in lines[0], lines[0]
+
+
+# --- 8. faults: full or read-only disks, concurrent runs, leftovers, divergence --------------
+
+def _fill_limit(limit):
+    """Set this process's RLIMIT_FSIZE soft limit (SIGXFSZ ignored: writes past it fail
+    with EFBIG, as on a full disk); returns a function that restores both."""
+    import resource
+    previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, previous_limit[1]))
+
+    def restore():
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
+        signal.signal(signal.SIGXFSZ, previous_handler)
+    return restore
+
+
+@pytest.fixture(params=['rlimit_fsize', 'tmpfs'])
+def full_disk(request, tmp_path):
+    """(folder, function making it full): a file-size limit of 10 kB for this process, or a
+    tmpfs of 2 MB, room for one 1.4 MB checkpoint, not two (skipped where mounting is not allowed)."""
+    folder = tmp_path / 'ck'
+    if request.param == 'rlimit_fsize':
+        restore = []
+        yield folder, lambda: restore.append(_fill_limit(10_000))
+        for undo in restore:
+            undo()
+        return
+    folder.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', str(folder)],
+                      capture_output=True).returncode:
+        pytest.skip('cannot mount a tmpfs here (needs root)')
+    yield folder, lambda: None  # the second save fills it
+    subprocess.run(['umount', str(folder)], check=True)
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(full_disk):
+    """A save that runs out of space ends in a one-line InputError naming the folder and the
+    reason, leaves no temporary file, and the previous checkpoint stays the latest."""
+    folder, fill = full_disk
+    algo = randomized_algo(seed=21)
+    checkpoint.save(str(folder), 1, algo)
+    at_1 = snapshot(algo)
+    fill()
+    with pytest.raises(InputError) as excinfo:
+        checkpoint.save(str(folder), 2, randomized_algo(seed=22))
+    one_line_input_error(excinfo, f'cannot write a checkpoint in {folder}', 'earlier checkpoints are intact')
+    assert any(reason in str(excinfo.value) for reason in ('No space left', 'too large')), excinfo.value
+    assert sorted(os.listdir(folder)) == ['checkpoint'] + bundle_files([1])
+    fresh = make_algo(seed=3)
+    assert checkpoint.load(str(folder), fresh) == str(folder / 'model.ckpt-1')
+    assert_same_state(snapshot(fresh), at_1)
+
+
+def test_leftovers_of_a_killed_save_are_removed_by_the_next_run(tmp_path):
+    """What a save killed with SIGKILL leaves (the temporary bundle, TensorFlow's .tempstate
+    file, the temporary state file) is removed when the next run takes the folder."""
+    from supervised_reptile.running.lock import FolderLock
+    ck = tmp_path / 'ck'
+    checkpoint.save(str(ck), 1, make_algo())
+    leftovers = ['.tmp-model.ckpt-2.index', '.tmp-model.ckpt-2.data-00000-of-00001.tempstate1234567',
+                 '.tmp-checkpoint']
+    for name in leftovers:
+        (ck / name).write_bytes(b'half written')
+    with FolderLock(str(ck)):
+        assert sorted(os.listdir(ck)) == ['.lock', 'checkpoint'] + bundle_files([1])
+
+
+LOCK_HOLDER = '''
+import sys, time
+from supervised_reptile.running.lock import FolderLock
+with FolderLock(sys.argv[1]):
+    print('locked', flush=True)
+    time.sleep(60)
+'''
+
+
+def test_one_run_per_folder_and_sigkill_leaves_no_stale_lock(tmp_path):
+    """While a process holds a folder, taking it is refused in one line naming that PID;
+    once the holder is killed with SIGKILL the folder can be taken at once."""
+    from supervised_reptile.running.lock import FolderLock
+    ck = tmp_path / 'ck'
+    holder = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER, str(ck)], stdout=subprocess.PIPE, text=True,
+                              env=cli_env(PYTHONPATH=str(SCRIPTS['omniglot'].parent)))
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        with pytest.raises(InputError) as excinfo:
+            with FolderLock(str(ck)):
+                pass
+        one_line_input_error(excinfo, str(ck), 'in use by another run', f'PID {holder.pid}')
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with FolderLock(str(ck)):
+        assert (ck / '.lock').read_text().strip() == str(os.getpid())
+
+
+def test_a_non_finite_state_is_never_saved(tmp_path):
+    """save refuses a model or optimizer state holding NaN or infinity (Diverged, naming
+    the tensor) and writes nothing; non_finite names the first such tensor."""
+    from supervised_reptile.errors import Diverged
+    algo = make_algo()
+    assert checkpoint.non_finite(algo) is None
+    slot = checkpoint.state_tensors(algo)['conv2d_1/kernel/Adam_1']
+    slot.assign(tf.fill(slot.shape, float('inf')))
+    assert checkpoint.non_finite(algo) == 'conv2d_1/kernel/Adam_1'
+    with pytest.raises(Diverged, match='conv2d_1/kernel/Adam_1 is not finite at meta-iteration 7'):
+        checkpoint.save(str(tmp_path / 'ck'), 7, algo)
+    assert not (tmp_path / 'ck').exists()
+
+
+def test_a_corrupt_checkpoint_message_says_how_to_fall_back(tmp_path):
+    """The message for an unreadable bundle names the `checkpoint` file to edit (deleting
+    the bundle alone would leave the index pointing at it)."""
+    ck = tmp_path / 'ck'
+    checkpoint.save(str(ck), 5, make_algo())
+    truncate(ck / 'model.ckpt-5.data-00000-of-00001')
+    with pytest.raises(InputError) as excinfo:
+        checkpoint.load(str(ck), make_algo())
+    one_line_input_error(excinfo, str(ck / 'model.ckpt-5'), f'name an earlier model.ckpt-N in {ck}/checkpoint')

@@ -103,6 +103,7 @@ def test_missing_length_gets_400(server):
     """A POST without a body (no Content-Length) is refused, not waited for."""
     connection = http.client.HTTPConnection(*server, timeout=30)
     connection.putrequest('POST', '/api/classify')
+    connection.putheader('Content-Type', 'application/json')
     connection.endheaders()
     response = connection.getresponse()
     assert response.status == 400 and 'Content-Length' in json.loads(response.read())['error']
@@ -121,6 +122,78 @@ def test_concurrent_requests(server):
         thread.join()
     for k, (status, result) in results.items():
         assert status == 200 and max(range(3), key=result['probs'].__getitem__) == k
+
+
+def test_a_burst_of_50_clients_all_get_answers(server):
+    """50 clients connecting at once (while the model holds the interpreter) all get their
+    answer: none is reset by a full listen queue."""
+    start, results = threading.Barrier(50), {}
+
+    def client(k):
+        start.wait(timeout=30)
+        try:
+            results[k] = classify(server, SHAPES + [SHAPES[k % 3]])
+        except OSError as exc:  # a reset or a timeout: what the test is about
+            results[k] = (exc.__class__.__name__, None)
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(results) == list(range(50))
+    for k, (status, result) in results.items():
+        assert status == 200 and max(range(3), key=result['probs'].__getitem__) == k % 3, (k, status)
+
+
+@pytest.mark.parametrize('host', ['evil.example:{port}', 'localhost', '127.0.0.1:1', '[::1]', ''])
+def test_another_host_name_gets_403(server, host):
+    """A request naming another host (a page of another site reaching the server through
+    DNS rebinding), another port or no host at all is refused with a JSON error."""
+    headers = {'Content-Type': 'application/json', 'Host': host.format(port=server[1])}
+    for method, body in (('GET', None), ('POST', json.dumps({'drawings': SHAPES + [CIRCLE]}))):
+        status, result = request(server, method, '/api/classify' if body else '/', body, headers)
+        assert status == 403 and 'not this server' in result['error'], (method, status, result)
+
+
+@pytest.mark.parametrize('name', ['localhost', '127.0.0.1', '[::1]', 'LOCALHOST'])
+def test_loopback_names_with_the_port_are_served(server, name):
+    status, result = request(server, 'POST', '/api/classify', json.dumps({'drawings': SHAPES + [CIRCLE]}),
+                             {'Content-Type': 'application/json', 'Host': f'{name}:{server[1]}'})
+    assert status == 200, result
+
+
+@pytest.mark.parametrize('content_type', [None, 'text/plain', 'application/x-www-form-urlencoded',
+                                          'multipart/form-data; boundary=x'])
+def test_a_body_that_is_not_declared_json_gets_415(server, content_type):
+    """What a cross-site form can send without asking (text/plain, form encodings) is refused."""
+    headers = {'Content-Type': content_type} if content_type else {}
+    status, result = request(server, 'POST', '/api/classify', json.dumps({'drawings': SHAPES + [CIRCLE]}), headers)
+    assert status == 415 and 'application/json' in result['error'], result
+    status, _ = request(server, 'POST', '/api/classify', json.dumps({'drawings': SHAPES + [CIRCLE]}),
+                        {'Content-Type': 'application/json; charset=utf-8'})
+    assert status == 200
+
+
+def test_nan_probabilities_get_a_json_error_not_invalid_json(model_path):
+    """A model whose answer is NaN gets 500 with a JSON error (valid JSON), not NaN."""
+    classifier = demo.Classifier(demo.load_model(str(model_path), 3))
+    dense = classifier.algo.model.trainable_variables[-2]
+    dense.assign(dense * float('inf'))
+    httpd = demo.make_server(classifier, '127.0.0.1', 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection(*httpd.server_address[:2], timeout=60)
+        connection.request('POST', '/api/classify', json.dumps({'drawings': SHAPES + [CIRCLE]}),
+                           {'Content-Type': 'application/json'})
+        response = connection.getresponse()
+        body = response.read().decode()
+        connection.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    result = json.loads(body, parse_constant=lambda name: pytest.fail(f'{name} in {body}'))
+    assert response.status == 500 and 'not finite' in result['error'], body
 
 
 @pytest.mark.parametrize('method, path', [

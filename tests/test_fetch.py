@@ -124,14 +124,18 @@ def test_rerun_with_complete_data_succeeds_and_changes_nothing(file_url_root):
     assert tree(file_url_root / 'data') == before
 
 
-def test_omniglot_extracts_with_python_when_unzip_is_missing(omniglot_mirror, tmp_path):
-    # A fresh Debian has python3 but not unzip: PATH holds only the other tools used.
+def _path_without_unzip(tmp_path):
+    """A PATH as on a fresh Debian, which has python3 but not unzip: only the other tools used."""
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
-    for tool in ['bash', 'mkdir', 'mktemp', 'rm', 'cp', 'mv']:
+    for tool in ['bash', 'mkdir', 'mktemp', 'rm', 'cp', 'mv', 'grep', 'dirname']:
         (bin_dir / tool).symlink_to(shutil.which(tool))
     (bin_dir / 'python3').symlink_to(sys.executable)
-    result = run_fetch(tmp_path, 'omniglot', PATH=str(bin_dir), OMNIGLOT_URL=str(omniglot_mirror),
+    return str(bin_dir)
+
+
+def test_omniglot_extracts_with_python_when_unzip_is_missing(omniglot_mirror, tmp_path):
+    result = run_fetch(tmp_path, 'omniglot', PATH=_path_without_unzip(tmp_path), OMNIGLOT_URL=str(omniglot_mirror),
                        OMNIGLOT_SETS='images_background_small1')
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / 'data' / 'omniglot').glob('*/*/*.png'))) == 136 * 20
@@ -175,6 +179,46 @@ def test_corrupt_zip_midway_removes_partial_extraction(omniglot_mirror, tmp_path
     result = run_fetch(tmp_path, 'omniglot', OMNIGLOT_URL=str(mirror), OMNIGLOT_SETS=SMALL_SETS)
     assert result.returncode != 0
     assert list((tmp_path / 'data').iterdir()) == []
+
+
+@pytest.mark.parametrize('unzip', ['unzip', 'python'])
+def test_damaged_zip_fails_in_one_line_with_status_2(omniglot_mirror, tmp_path, unzip):
+    """A zip cut short (a valid start, then nothing) ends in one line of ours and status 2,
+    not unzip's own lines and status (1, 9, 50), with unzip or Python's zipfile."""
+    mirror = tmp_path / 'mirror'
+    mirror.mkdir()
+    data = (omniglot_mirror / 'images_background_small1.zip').read_bytes()
+    (mirror / 'images_background_small1.zip').write_bytes(data[:len(data) // 2])
+    shutil.copy(omniglot_mirror / 'all_runs.zip', mirror)
+    env = {'PATH': _path_without_unzip(tmp_path)} if unzip == 'python' else {}
+    result = run_fetch(tmp_path, 'omniglot', OMNIGLOT_URL=str(mirror), OMNIGLOT_SETS='images_background_small1',
+                       **env)
+    assert_one_line_error(result, 'cannot extract', 'images_background_small1.zip', 'damaged')
+    assert list((tmp_path / 'data').iterdir()) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs: room for one small Omniglot zip, not for its 2862 extracted files."""
+    disk = tmp_path / 'disk'
+    disk.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', str(disk)], capture_output=True).returncode:
+        pytest.skip('cannot mount a tmpfs here (needs root): the full-disk case is not run')
+    yield disk
+    subprocess.run(['umount', str(disk)], check=True)
+
+
+def test_full_disk_fails_in_one_line_without_asking(omniglot_mirror, small_disk):
+    """A disk that fills up while extracting ends in one line and status 2, at once: unzip
+    never stops to ask "Continue? (y/n)" (stdin is a pipe that stays open here), and no
+    partial extraction remains."""
+    proc = subprocess.run(['bash', str(REPO_DIR / 'fetch_data.sh'), 'omniglot'], cwd=small_disk,
+                          env=fetch_env(OMNIGLOT_URL=str(omniglot_mirror), OMNIGLOT_SETS='images_background_small1'),
+                          stdin=subprocess.PIPE, capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert 'disk is full' in lines[0]
+    assert list((small_disk / 'data').iterdir()) == []
 
 
 def test_ctrl_c_removes_partial_extraction(omniglot_mirror, tmp_path):

@@ -51,9 +51,9 @@ BETA2 = 0.999
 
 
 def _sources():
-    """{label: folder}: $GOLDEN_DIR alone when set, else the shared recordings when present,
-    else the shipped compact copies."""
-    if 'GOLDEN_DIR' in os.environ:
+    """{label: folder}: $GOLDEN_DIR alone when set (set but empty counts as unset, not as the
+    current folder), else the shared recordings when present, else the shipped compact copies."""
+    if os.environ.get('GOLDEN_DIR'):
         return {'GOLDEN_DIR': pathlib.Path(os.environ['GOLDEN_DIR'])}
     if SHARED_GOLDEN_DIR.is_dir():
         return {'shared': SHARED_GOLDEN_DIR}

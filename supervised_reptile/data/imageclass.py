@@ -17,7 +17,11 @@ class ImageClass:
 
     def __init__(self, dir_path):
         self.dir_path = dir_path
-        self._names = sorted(f for f in os.listdir(dir_path) if f.endswith(self.suffix))
+        try:
+            self._names = sorted(f for f in os.listdir(dir_path) if f.endswith(self.suffix))
+        except OSError as exc:
+            raise InputError(f'cannot list {dir_path} ({exc.strerror}): a class must be a folder of images; '
+                             'remove it or re-run ./fetch_data.sh') from None
         self._cache = {}
 
     def __len__(self):
@@ -36,6 +40,13 @@ class ImageClass:
         names = list(self._names)
         random.shuffle(names)
         return [self._present(self._cached(name)) for name in names[:num_images]]
+
+    def verify(self):
+        """Raise InputError now for an image that cannot be read, rather than when it is
+        first sampled, possibly hours into a run. Here: decode every image into the cache
+        (which training fills anyway); subclasses may check less."""
+        for name in self._names:
+            self._cached(name)
 
     def _cached(self, name):
         if name not in self._cache:

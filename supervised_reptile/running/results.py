@@ -14,12 +14,27 @@ from .. import __version__
 from ..errors import InputError
 
 
+def _check_writable(path):
+    """Refuse a --results path that cannot be written, before any work is done: found only
+    at the end, the results would be lost."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InputError(f'cannot write --results {path}: it is a folder; name a file in it')
+    if not os.path.isdir(folder):
+        raise InputError(f'cannot write --results {path}: its folder does not exist')
+    try:  # access() says nothing about read-only mounts (and everything is writable for root)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f'cannot write --results {path} ({exc.strerror}): choose a writable folder') from None
+
+
 class ResultsFile:
     """Collects results to write to `path` (nothing is written when `path` is None)."""
 
     def __init__(self, path, flags, model):
-        if path and not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
-            raise InputError(f'cannot write --results {path}: its folder does not exist or is read-only')
+        if path:
+            _check_writable(path)
         self.path = path
         self.lines = [{'type': 'header', 'version': __version__, 'model': model, 'flags': flags}]
 
@@ -37,8 +52,21 @@ class ResultsFile:
         if not self.path:
             return
         folder = os.path.dirname(os.path.abspath(self.path))
-        with tempfile.NamedTemporaryFile('w', dir=folder, prefix='.results-', delete=False) as out:
-            out.writelines(json.dumps(line) + '\n' for line in self.lines)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(out.name, self.path)
+        out = tempfile.NamedTemporaryFile('w', dir=folder, prefix='.results-', delete=False)
+        try:
+            with out:
+                out.writelines(json.dumps(line, allow_nan=False) + '\n' for line in self.lines)
+                out.flush()
+                os.fchmod(out.fileno(), 0o666 & ~_umask())  # what open() would give, not mkstemp's 0600
+                os.fsync(out.fileno())
+            os.replace(out.name, self.path)
+        except OSError as exc:
+            os.unlink(out.name)
+            raise InputError(f'cannot write --results {self.path} ({exc.strerror}): free some space') from None
+
+
+def _umask():
+    """The process's umask (reading it means setting it: set it back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -7,13 +7,14 @@ batches of 5), from a fixed seed so that answers repeat.
 """
 
 import json
+import os
 import random
 
 import numpy as np
 import tensorflow as tf
 
 from .. import miniimagenet, omniglot
-from ..errors import InputError
+from ..errors import Diverged, InputError
 from ..optimizers import Preconditioned
 from ..tasks import make_task
 from . import drawing
@@ -38,10 +39,14 @@ def support_task(support, inner_iters, inner_batch):
 
 
 def classify(algo, support, query, inner_iters, inner_batch):
-    """Class probabilities of `query` after fine-tuning on `support` (image i = class i)."""
+    """Class probabilities of `query` after fine-tuning on `support` (image i = class i);
+    `Diverged` when fine-tuning made them NaN (a step size too large)."""
     task = support_task(support, inner_iters, inner_batch)
     logits = algo.evaluate([(task, np.stack([query]))])[0, 0]
-    return tf.nn.softmax(tf.cast(logits, tf.float64)).numpy()
+    probs = tf.nn.softmax(tf.cast(logits, tf.float64)).numpy()
+    if not np.all(np.isfinite(probs)):
+        raise Diverged('fine-tuning diverged: the class probabilities are not finite; use a smaller --learning-rate')
+    return probs
 
 
 def read_images(algo, args):
@@ -49,16 +54,27 @@ def read_images(algo, args):
     if args.drawings:
         return split_stack(read_drawings(algo, args.drawings))
     if args.images:
-        try:
-            stack = np.load(args.images).astype(np.float32)
-        except (OSError, ValueError) as exc:
-            raise InputError(f'cannot read {args.images} ({exc}): expected a .npy image stack') from None
-        return split_stack(stack)
+        return split_stack(read_stack(args.images))
     if algo.model.name == 'omniglot':
         read = lambda path: omniglot.as_input(omniglot.read_image(path, binarize=True))
     else:
         read = lambda path: miniimagenet.as_input(miniimagenet.read_image(path))
     return [read(p) for p in args.support], read(args.query)
+
+
+def read_stack(path):
+    """The float32 image stack [n, height, width(, channels)] of a .npy file of real numbers."""
+    try:
+        stack = np.load(path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f'cannot read {path} ({exc}): expected a .npy image stack') from None
+    if not isinstance(stack, np.ndarray) or stack.ndim not in (3, 4) or stack.dtype.kind not in 'fiub':
+        what = f'a {stack.ndim}-d array of {stack.dtype}' if isinstance(stack, np.ndarray) else 'no single array'
+        raise InputError(f'{path} holds {what}: expected a .npy stack of images [n, height, width] of numbers')
+    stack = stack.astype(np.float32)
+    if not np.all(np.isfinite(stack)):
+        raise InputError(f'{path} holds NaN or infinite pixels: expected images of finite numbers')
+    return stack
 
 
 def split_stack(stack):
@@ -75,7 +91,7 @@ def read_drawings(algo, path):
     try:
         with open(path) as file:
             data = json.load(file)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise InputError(f'cannot read drawings {path} ({exc}): expected JSON like default_drawing.json') from None
     paths = data.get('paths') if isinstance(data, dict) else data
     if not isinstance(paths, list):
@@ -87,10 +103,12 @@ def read_drawings(algo, path):
 
 def save_stack(path, stack):
     """Write the image stack to `path` (.npy), as --images reads it."""
+    if not str(path).endswith('.npy') or os.path.isdir(path):
+        raise InputError(f'cannot write {path}: name a .npy file (numpy would write another name)')
     try:
         np.save(path, stack)
     except OSError as exc:
-        raise InputError(f'cannot write {path} ({exc})') from None
+        raise InputError(f'cannot write {path} ({exc.strerror or exc})') from None
 
 
 def check_images(algo, support, query):
