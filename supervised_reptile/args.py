@@ -15,7 +15,7 @@ import math
 import sys
 from typing import NamedTuple
 
-from .errors import InputError
+from .errors import InputError, one_line
 
 
 class Flag(NamedTuple):
@@ -131,7 +131,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit status 2) instead of a usage dump."""
 
     def error(self, message):
-        print(f'{self.prog}: error: {message} (see --help)', file=sys.stderr)
+        print(one_line(f'{self.prog}: error: {message} (see --help)'), file=sys.stderr)
         sys.exit(2)
 
 

@@ -69,13 +69,6 @@ def raise_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
-def raise_on_sigterm():
-    """Make SIGTERM raise `Stopped` in the main thread, as SIGINT raises KeyboardInterrupt."""
-    def handler(signum, frame):
-        raise Stopped(signum, '')
-    signal.signal(signal.SIGTERM, handler)
-
-
 def guarded(main):
     """Run `main`; bad input and stop signals end with one line on stderr and the status."""
     raise_on_sigterm()
@@ -91,8 +84,14 @@ def guarded(main):
         _exit(str(exc), exc.exit_status)
 
 
+def one_line(text):
+    """`text` with its line breaks and other unprintable characters escaped, so that a
+    message quoting user input (a file name, a flag value) stays on one line."""
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _exit(line, status):
     """Print `line` on stderr, on a row of its own, and exit with `status`."""
     sys.stdout.flush()
-    print(line, file=sys.stderr, flush=True)
+    print(one_line(line), file=sys.stderr, flush=True)
     sys.exit(status)

@@ -60,14 +60,14 @@ def test_default_episodes_per_call_fit_the_budget():
     """The memory-derived count keeps the estimate within the budget, gives Mini-ImageNet's
     5-shot evaluation a few episodes and Omniglot's 1-shot one more, at least one, and on
     a CPU at most CPU_MAX_EPISODES."""
-    budget = budget.budget_bytes('CPU')
-    assert 0 < budget <= budget.CPU_BUDGET_CAP
+    limit = budget.budget_bytes('CPU')
+    assert 0 < limit <= budget.CPU_BUDGET_CAP
     mini = Reptile(miniimagenet_model(5), Adam(1e-3))
     omni = Reptile(omniglot_model(5), Adam(1e-3))
     for algo, shots, batch in ((mini, 5, 15), (omni, 1, 5)):
         count = budget.episodes_per_call(algo, 5, shots, batch, 'CPU')
         assert 1 <= count <= budget.CPU_MAX_EPISODES
-        assert count * budget.episode_bytes(algo, 5, shots, batch) <= budget
+        assert count * budget.episode_bytes(algo, 5, shots, batch) <= limit
     assert budget.episodes_per_call(mini, 5, 5, 15, 'CPU') < budget.episodes_per_call(omni, 5, 1, 5, 'CPU')
 
 
