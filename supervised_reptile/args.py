@@ -71,6 +71,14 @@ def argument_parser(data_dir, omniglot=False):
                              '(mirrored: this machine\'s GPUs) or machines (multi-worker: TF_CONFIG or SLURM)')
     parser.add_argument('--cpu-replicas', type=int, default=None, metavar='N',
                         help='with --distribute mirrored and no GPU: N logical CPU devices')
+    parser.add_argument('--checkpoint-interval', type=int, default=100, metavar='N',
+                        help='write a checkpoint every N meta-iterations (and after the last one)')
+    parser.add_argument('--collective-timeout', type=float, default=300, metavar='SECONDS',
+                        help='with --distribute multi-worker: end every worker (exit status 75) when one has not '
+                             'answered for SECONDS')
+    parser.add_argument('--worker-port', type=int, default=None, metavar='PORT',
+                        help='with --distribute multi-worker under SLURM: the first port of the workers on a node '
+                             '(default: the first port srun reserved with --resv-ports, else 8888)')
     if omniglot:
         parser.add_argument('--train-chars', help='characters in the training split', default=1200, type=int)
     return parser
@@ -80,7 +88,8 @@ def parse(parser, argv=None):
     """Parse and check flags; impossible values exit with status 2 and a one-line reason."""
     args = parser.parse_args(argv)
     positive = ['classes', 'shots', 'inner_batch', 'inner_iters', 'meta_batch', 'meta_iters', 'eval_batch',
-                'eval_iters', 'eval_samples', 'eval_interval', 'train_chars', 'eval_parallel', 'cpu_replicas']
+                'eval_iters', 'eval_samples', 'eval_interval', 'train_chars', 'eval_parallel', 'cpu_replicas',
+                'checkpoint_interval']
     for name in (n for n in positive if getattr(args, n, None) is not None):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1, got {getattr(args, name)}')
@@ -89,6 +98,10 @@ def parse(parser, argv=None):
             parser.error(f'--{name.replace("_", "-")} must be a finite number, got {getattr(args, name)}')
     if not 0 <= args.seed < 2 ** 32:
         parser.error(f'--seed must be in [0, 2**32), got {args.seed}')
+    if not args.collective_timeout > 0:
+        parser.error(f'--collective-timeout must be a positive number of seconds, got {args.collective_timeout}')
+    if args.worker_port is not None and not 0 < args.worker_port < 65536:
+        parser.error(f'--worker-port must be in [1, 65535], got {args.worker_port}')
     if args.eval_interval_samples < 0:
         parser.error(f'--eval-interval-samples must be 0 (off) or positive, got {args.eval_interval_samples}')
     if args.resume and args.pretrained:
@@ -136,6 +149,7 @@ def train_kwargs(args):
         'eval_interval': args.eval_interval,
         'eval_interval_samples': args.eval_interval_samples,
         'parallel_tasks': args.parallel_tasks,
+        'checkpoint_interval': args.checkpoint_interval,
     }
 
 

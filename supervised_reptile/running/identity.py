@@ -16,7 +16,8 @@ from ..errors import InputError
 FILE = 'run.json'
 # Flags that change what a run computes. The others (--checkpoint, --resume, --data-dir's
 # path, --eval-samples, --eval-parallel, --results, --deterministic, --distribute,
-# --cpu-replicas) change where or how fast it runs, or only its final evaluation.
+# --cpu-replicas, --checkpoint-interval, --collective-timeout, --worker-port) change where
+# or how fast it runs, how often it saves, or only its final evaluation.
 IDENTITY_FLAGS = ('seed', 'train_chars', 'classes', 'shots', 'train_shots', 'inner_batch', 'inner_iters',
                   'replacement', 'learning_rate', 'meta_step', 'meta_step_final', 'meta_batch', 'meta_iters',
                   'eval_batch', 'eval_iters', 'eval_interval', 'eval_interval_samples', 'weight_decay',
