@@ -189,7 +189,6 @@ class Replicated:
         """The workers' addresses, in worker order."""
         return self.cluster.workers
 
-    @_collective
     def train_step(self, algo, tasks, meta_step_size, parallel):
         """One --parallel-tasks meta-iteration, its tasks split across the replicas. Only
         this process's replicas' tasks are decoded and stacked."""
@@ -197,17 +196,16 @@ class Replicated:
             raise ValueError('replicas run --parallel-tasks meta-iterations only (experiment refuses the rest)')
         train, _ = self._prepare(algo)
         parts = [tasks[part] for part in _slices(len(tasks), self.replicas)]
-        train(self._distribute(parts, stack_tasks), tf.constant(len(tasks), algo.dtype),
-              tf.constant(meta_step_size, algo.dtype))
+        self._call(train, self._distribute(parts, stack_tasks), tf.constant(len(tasks), algo.dtype),
+                   tf.constant(meta_step_size, algo.dtype))
 
-    @_collective
     def logits(self, algo, episodes):
         """Query logits after fine-tuning on each episode, the episodes split across replicas."""
         _, evaluate = self._prepare(algo)
         per_replica = math.ceil(len(episodes) / self.replicas)
         padded = list(episodes) + [episodes[-1]] * (per_replica * self.replicas - len(episodes))
         parts = [padded[r * per_replica:(r + 1) * per_replica] for r in range(self.replicas)]
-        return evaluate(self._distribute(parts, stack_episodes)).numpy()[:len(episodes)]
+        return self._call(evaluate, self._distribute(parts, stack_episodes)).numpy()[:len(episodes)]
 
     @_collective
     def gather(self, values):
@@ -248,6 +246,13 @@ class Replicated:
                                    args=(flag,))
         return self.strategy.experimental_local_results(summed)[0]
 
+    def _call(self, function, *args):
+        """`function(*args)` as a block of collective calls; tracing it first, outside the
+        block: tracing is local work that may take long on a loaded machine."""
+        function.get_concrete_function(*args)
+        with self.cluster.collective():
+            return function(*args)
+
     def _gather_rows(self, rows):
         gathered = self.strategy.run(lambda r: tf.distribute.get_replica_context().all_gather(tf.identity(r), axis=0),
                                      args=(rows,))
@@ -266,7 +271,8 @@ class Replicated:
         if id(algo) not in self._functions:
             with self.strategy.scope():
                 algo.make_workspace()
-            self._broadcast_from_chief(algo)
+            with self.cluster.collective():
+                self._broadcast_from_chief(algo)
             self._functions[id(algo)] = (tf.function(lambda *a: self._train(algo, *a)),
                                          tf.function(lambda inputs: self._evaluate(algo, inputs)))
         return self._functions[id(algo)]
