@@ -102,6 +102,13 @@ FLAGS = _declare(
          choices=('mirrored', 'multi-worker'), identity=False),
     Flag('--cpu-replicas', int, None, 'with --distribute mirrored and no GPU: N logical CPU devices', low=1,
          identity=False, metavar='N'),
+    Flag('--checkpoint-interval', int, 100, 'write a checkpoint every N meta-iterations (and after the last one)',
+         low=1, identity=False, train='checkpoint_interval', metavar='N'),
+    Flag('--collective-timeout', float, 300, 'with --distribute multi-worker: end every worker (exit status 75) when '
+         'one has not answered for SECONDS', low=0, above=True, identity=False, metavar='SECONDS'),
+    Flag('--worker-port', int, None, 'with --distribute multi-worker under SLURM: the first port of the workers on a '
+         'node (default: the first port srun reserved with --resv-ports, else 8888)', low=1, high=65535,
+         identity=False, metavar='PORT'),
     # The tools' own (fewshot, lake, compare, export, demo).
     Flag('--model', str, None, 'checkpoint folder or prefix, or web-demo .npz'),
     Flag('source', str, None, 'the stored model: checkpoint folder or prefix, or web-demo .npz', metavar='MODEL'),

@@ -47,11 +47,13 @@ class WorkerLost(RunFailed):
 
 class Stopped(BaseException):
     """The run was stopped by a signal: `message` says how far it got. A BaseException, like
-    KeyboardInterrupt, so that no handler of ordinary errors swallows it."""
+    KeyboardInterrupt, so that no handler of ordinary errors swallows it. `quiet`: exit
+    without a line (the workers of a distributed run but the chief, which prints it)."""
 
-    def __init__(self, signum, message):
+    def __init__(self, signum, message, quiet=False):
         super().__init__(message)
         self.signum = signum or signal.SIGTERM  # None: stopped because another worker was
+        self.quiet = quiet
 
     @property
     def exit_status(self):
@@ -81,7 +83,7 @@ def guarded(main):
     except KeyboardInterrupt:
         _exit('stopped by SIGINT (Ctrl-C)', EXIT_STATUSES['SIGINT'])
     except Stopped as exc:
-        _exit(str(exc), exc.exit_status)
+        _exit(None if exc.quiet else str(exc), exc.exit_status)
 
 
 def one_line(text):
@@ -91,7 +93,8 @@ def one_line(text):
 
 
 def _exit(line, status):
-    """Print `line` on stderr, on a row of its own, and exit with `status`."""
+    """Print `line` (if any) on stderr, on a row of its own, and exit with `status`."""
     sys.stdout.flush()
-    print(one_line(line), file=sys.stderr, flush=True)
+    if line:
+        print(one_line(line), file=sys.stderr, flush=True)
     sys.exit(status)

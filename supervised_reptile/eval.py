@@ -7,12 +7,12 @@ import numpy as np
 
 from .running import distribute, budget
 from .running.progress import Progress
-from .tasks import class_samples, make_task, sample_classes, split_train_test, to_arrays
+from .tasks import class_samples, make_task, sample_classes, split_train_test, lazy_arrays
 
 
 class Episode(NamedTuple):
     """One evaluation task: the support `Task` (images and inner batches), the held-out
-    queries, and the names of its classes (for results files)."""
+    queries (a `tasks.Stack`), and the names of its classes (for results files)."""
     task: object
     query_images: np.ndarray
     query_labels: np.ndarray
@@ -31,7 +31,7 @@ def sample_episode(dataset, num_classes, num_shots, inner_batch_size, inner_iter
     class, of which the first of each class is the query."""
     classes = sample_classes(dataset, num_classes)
     support, query = split_train_test(class_samples(classes, num_shots + 1))
-    query_images, query_labels = to_arrays(query)
+    query_images, query_labels = lazy_arrays(query)
     return Episode(make_task(support, inner_batch_size, inner_iters, replacement), query_images, query_labels,
                    tuple(c.name for c in classes))
 
@@ -41,8 +41,9 @@ def evaluate(algo, dataset, num_classes=5, num_shots=5, eval_inner_batch_size=5,
     """The `Outcome` of each of `num_samples` tasks (a progress bar on a terminal).
 
     Tasks are sampled in order, exactly as the original samples them one by one, and then
-    fine-tuned `episodes_per_call` at a time (default: as many as `memory` says fit):
-    episodes are independent, so the results do not depend on it.
+    fine-tuned `episodes_per_call` at a time (default: as many as `budget` says fit; in a
+    distributed run, the smallest number of any worker): episodes are independent, so the
+    results do not depend on it.
     """
     return evaluate_paired([algo], dataset, num_classes, num_shots, eval_inner_batch_size, eval_inner_iters,
                            replacement, num_samples, episodes_per_call, runner)[0]
@@ -54,6 +55,8 @@ def evaluate_paired(algos, dataset, num_classes, num_shots, eval_inner_batch_siz
     one list of outcomes per model."""
     if episodes_per_call is None:
         episodes_per_call = min(fitting(algo, num_classes, num_shots, eval_inner_batch_size, runner) for algo in algos)
+    else:
+        episodes_per_call = runner.agreed_minimum(episodes_per_call)
     results = [[] for _ in algos]
     with Progress(num_samples, runner.is_chief) as progress:
         while len(results[0]) < num_samples:
@@ -78,9 +81,11 @@ def score(algo, episodes, runner, episodes_per_call):
 
 
 def fitting(algo, num_classes, num_shots, inner_batch_size, runner):
-    """How many evaluation episodes fit one call: `memory`'s count per replica, times the
-    replicas."""
-    return budget.episodes_per_call(algo, num_classes, num_shots, inner_batch_size, runner.device_type) * runner.replicas
+    """How many evaluation episodes fit one call: `budget`'s count per replica, the smallest
+    of all workers' (each sizes it from its own free memory, and all must run the same
+    calls), times the replicas."""
+    count = budget.episodes_per_call(algo, num_classes, num_shots, inner_batch_size, runner.device_type)
+    return runner.agreed_minimum(count) * runner.replicas
 
 
 def mean_and_ci(values):

@@ -7,7 +7,7 @@ import random
 import keras
 import tensorflow as tf
 
-from .running import checkpoint, distribute, identity
+from .running import checkpoint, distribute, fingerprint, identity
 from . import miniimagenet, omniglot
 from .args import check_split, evaluate_kwargs, train_kwargs
 from .errors import InputError
@@ -35,7 +35,7 @@ def read_splits(dataset, args):
 def start(args):
     """Where the work runs (--distribute) and whether ops are deterministic: set first,
     before anything else touches TensorFlow's devices. Returns the runner."""
-    runner = distribute.make_runner(args.distribute, args.cpu_replicas)
+    runner = distribute.make_runner(args.distribute, args.cpu_replicas, args.collective_timeout, args.worker_port)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     return runner
@@ -82,7 +82,8 @@ def _train(args, dataset, splits, runner):
 
 def _train_in_folder(args, dataset, splits, runner):
     """Check the run's identity against --checkpoint's, then train (the chief holds the folder's lock)."""
-    run_identity = identity.identity(args, identity.data_digest(splits, args.data_dir))
+    digest = identity.data_digest(splits, args.data_dir)
+    run_identity = identity.identity(args, digest)
     identity.check(args.checkpoint, run_identity, args.resume)
     runner.barrier()  # every process has checked the folder before the chief writes to it
     if runner.is_chief:
@@ -90,6 +91,7 @@ def _train_in_folder(args, dataset, splits, runner):
     algo = algorithm(args, _seeded_model(dataset, args.classes, args.seed, args.precision))
     eval_stream = RandomStream(f'eval-interval-samples/{args.seed}') if args.eval_interval_samples else None
     start = checkpoint.resume(args.checkpoint, algo, eval_stream) if args.resume else 0
+    fingerprint.check(fingerprint.fingerprint(args, digest, start, eval_stream), runner)
     if runner.is_chief:
         print(f'Resuming at meta-iteration {start}...' if start else 'Training...')
     train(algo, splits['train'], splits['test'], args.checkpoint, start_iteration=start, eval_stream=eval_stream,

@@ -18,11 +18,31 @@ from .errors import InputError
 
 
 class Task(NamedTuple):
-    """The images [n, ...] (float32) and labels [n] (int32) of a task, and its inner
-    mini-batches as index arrays into them (all of one size but maybe the last: FOML's tail)."""
+    """The images [n, ...] (float32, or a `Stack`) and labels [n] (int32) of a task, and its
+    inner mini-batches as index arrays into them (all of one size but maybe the last: FOML's tail)."""
     images: np.ndarray
     labels: np.ndarray
     batches: list
+
+
+class Stack:
+    """Images stacked into one float32 array [n, ...] on first use (`np.asarray`), so that
+    sampling a task decodes nothing: in a distributed run every process samples every task
+    (the shared random stream) but decodes and stacks only its own (see `distribute`)."""
+
+    def __init__(self, images):
+        self._images, self._array = images, None
+
+    def __array__(self, dtype=None, copy=None):
+        if self._array is None:
+            self._array = np.stack([np.asarray(image) for image in self._images])
+        return self._array if dtype is None else self._array.astype(dtype)
+
+    def __getitem__(self, key):
+        return np.asarray(self)[key]
+
+    def __len__(self):
+        return len(self._images)
 
 
 def sample_classes(dataset, num_classes):
@@ -37,7 +57,7 @@ def sample_classes(dataset, num_classes):
 
 def class_samples(classes, num_shots):
     """`num_shots` samples of each class, labelled by the class's position."""
-    return [(image, label) for label, cls in enumerate(classes) for image in cls.sample(num_shots)]
+    return [(image, label) for label, cls in enumerate(classes) for image in cls.pick(num_shots)]
 
 
 def sample_mini_dataset(dataset, num_classes, num_shots):
@@ -92,8 +112,14 @@ def split_train_test(samples, test_shots=1):
 
 def to_arrays(samples):
     """Stack a list of (image, label) into an image array and an int32 label array."""
+    images, labels = lazy_arrays(samples)
+    return np.asarray(images), labels
+
+
+def lazy_arrays(samples):
+    """A list of (image, label) as a `Stack` of the images and an int32 label array."""
     images, labels = zip(*samples)
-    return np.stack(images), np.array(labels, dtype=np.int32)
+    return Stack(images), np.array(labels, dtype=np.int32)
 
 
 def make_task(samples, batch_size, num_batches, replacement, tail=()):
@@ -107,7 +133,7 @@ def make_task(samples, batch_size, num_batches, replacement, tail=()):
     batches = [np.array(b, np.int32) for b in indices]
     if tail:
         batches.append(np.arange(len(samples), len(samples) + len(tail), dtype=np.int32))
-    images, labels = to_arrays(list(samples) + list(tail))
+    images, labels = lazy_arrays(list(samples) + list(tail))
     return Task(images, labels, batches)
 
 

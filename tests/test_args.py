@@ -24,7 +24,7 @@ def test_every_training_flag_is_classified_for_the_run_identity():
 def test_every_training_and_evaluation_parameter_is_fed_by_one_flag():
     fed = lambda key: [getattr(f, key) for f in flags.FLAGS.values() if getattr(f, key)]
     for function, key, not_flags in ((train, 'train', {'algo', 'train_set', 'test_set', 'save_dir', 'start_iteration',
-                                                        'eval_stream', 'runner'}),
+                                                        'eval_stream', 'runner', 'overlap'}),
                                      (evaluate, 'evaluate', {'algo', 'dataset', 'runner'})):
         parameters = set(inspect.signature(function).parameters) - not_flags
         assert sorted(fed(key)) == sorted(parameters), function.__name__

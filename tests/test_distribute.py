@@ -1,5 +1,7 @@
 """--distribute: the same training as one device, on logical CPU devices and on two worker
-processes, and a preempted multi-worker run resumed in one process.
+processes (from TF_CONFIG, and from a simulated SLURM job step with workers of different
+evaluation budgets), a preempted multi-worker run resumed in one process, workers that
+disagree refused, and a worker killed with SIGKILL ending the other with exit status 75.
 
 In float64 (`--precision float64`), summation order is the only difference between a
 distributed run and one device (replicas add up their tasks' contributions, then the
@@ -13,6 +15,7 @@ started together, each bounded in time and killed with its process group at the 
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +27,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import SCRIPTS, assert_success, cli_env, fake_omniglot
+from helpers import SCRIPTS, assert_success, cli_env, fake_omniglot, our_stderr_lines
 
 FLAGS = ['--train-chars', 12, '--classes', 5, '--shots', 1, '--train-shots', 2, '--inner-batch', 5,
          '--inner-iters', 2, '--meta-batch', 5, '--meta-iters', 30, '--eval-interval', 10, '--eval-batch', 5,
@@ -79,12 +82,35 @@ def free_ports(count):
     return ports
 
 
-def workers(root, tag, data_dir, *args):
-    """Two worker processes of one multi-worker run (TF_CONFIG on 127.0.0.1)."""
+def workers(root, tag, data_dir, *args, each=((), ())):
+    """Two worker processes of one multi-worker run (TF_CONFIG on 127.0.0.1), worker i
+    with the extra flags `each[i]`."""
     cluster = {'worker': [f'127.0.0.1:{port}' for port in free_ports(2)]}
-    return [Process(root, f'{tag}{i}', data_dir, '--distribute', 'multi-worker', *args,
+    return [Process(root, f'{tag}{i}', data_dir, '--distribute', 'multi-worker', *args, *each[i],
                     env={'TF_CONFIG': json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': i}})})
             for i in range(2)]
+
+
+def slurm_workers(root, tag, data_dir, *args, budgets=(3, 2)):
+    """Two workers started as a SLURM job step of two tasks on one node would be (the
+    environment srun sets), each with its own --eval-parallel (its memory budget)."""
+    port = next(p for p in free_ports(8) if free_ports_at(p, p + 1))
+    env = dict(SLURM_JOB_ID='42', SLURM_JOB_NODELIST='localhost', SLURM_STEP_NODELIST='localhost',
+               SLURM_TASKS_PER_NODE='2', SLURM_STEP_TASKS_PER_NODE='2', SLURM_NTASKS='2', SLURMD_NODENAME='localhost')
+    return [Process(root, f'{tag}{i}', data_dir, *args, '--worker-port', port, '--eval-parallel', budgets[i],
+                    env=dict(env, SLURM_PROCID=str(i), SLURM_LOCALID=str(i), TF_CONFIG=''))
+            for i in range(2)]
+
+
+def free_ports_at(*ports):
+    """Whether every one of `ports` is free on 127.0.0.1 right now."""
+    try:
+        for port in ports:
+            with socket.socket() as s:
+                s.bind(('127.0.0.1', port))
+    except OSError:
+        return False
+    return True
 
 
 def weights(ck, iteration=FINAL):
@@ -104,7 +130,7 @@ def runs(tmp_path_factory):
     """Every run of the module, started at once: {tag: Process}."""
     root = tmp_path_factory.mktemp('distribute')
     data_dir = fake_omniglot(root / 'omniglot', num_chars=18, images=3)
-    started = {'one': Process(root, 'one', data_dir, '--checkpoint', 'one'),
+    started = {'one': Process(root, 'one', data_dir, '--checkpoint', 'one', '--results', 'one.jsonl'),
                'mirrored': Process(root, 'mirrored', data_dir, '--checkpoint', 'mirrored',
                                    '--distribute', 'mirrored', '--cpu-replicas', 2)}
     started.update(zip(('worker0', 'worker1'), workers(root, 'worker', data_dir, '--checkpoint', 'workers')))
@@ -145,19 +171,19 @@ def test_two_worker_processes_match_one_device(runs):
 
 def test_sigterm_to_one_worker_stops_both_then_one_process_resumes(runs):
     """SIGTERM to the non-chief worker after meta-iteration 10's line: both workers finish the
-    same meta-iteration and exit 143 with one line; the chief's latest checkpoint is that
-    iteration. Resumed in ONE process, the run ends within 1e-8 of the one-device run."""
+    same meta-iteration and exit 143, the chief with one line, the other silently; the
+    chief's latest checkpoint is that iteration. Resumed in ONE process, the run ends
+    within 1e-8 of the one-device run."""
     chief, other = runs['preempted0'], runs['preempted1']
     results = [chief.result(), other.result()]
     runs['preemption'].join(TIMEOUT)
-    stopped = set()
     for result in results:
         assert result.returncode == 143, (result.returncode, result.stderr)
-        [line] = result.stderr.splitlines()
-        assert line.startswith('stopped by SIGTERM after meta-iteration '), line
-        assert line.endswith('continue with --resume'), line
-        stopped.add(int(line.split('meta-iteration ')[1].split(',')[0]))
-    [iteration] = stopped
+    assert our_stderr_lines(results[1].stderr) == [], results[1].stderr
+    [line] = results[0].stderr.splitlines()
+    assert line.startswith('stopped by SIGTERM after meta-iteration '), line
+    assert line.endswith('continue with --resume'), line
+    iteration = int(line.split('meta-iteration ')[1].split(',')[0])
     assert 10 <= iteration < FINAL
     ck = runs['root'] / 'preempted'
     assert tf.train.latest_checkpoint(str(ck)) == str(ck / f'model.ckpt-{iteration}')
@@ -177,3 +203,68 @@ def test_exact_mode_cannot_be_distributed(runs):
     assert process.returncode == 2, process.stderr
     [line] = process.stderr.splitlines()
     assert line.startswith('error: ') and '--parallel-tasks' in line, line
+
+
+# The batch script's srun command line (docs/scaling-out.md), flags apart.
+BATCH_COMMAND = ['--parallel-tasks', '--distribute', 'multi-worker', '--resume', '--checkpoint', 'slurm']
+
+
+@pytest.mark.slow
+def test_slurm_job_step_with_unequal_evaluation_budgets_matches_one_device(runs):
+    """The batch script's command line under a simulated SLURM step (two tasks on one node,
+    ports from --worker-port): worker 0 may fine-tune 3 evaluation episodes at once, worker
+    1 only 2; they agree on 2, so every task's result equals the one-device run's, and the
+    weights agree within 1e-8."""
+    root = runs['root']
+    chief, other = slurm_workers(root, 'slurm', runs['data_dir'], *BATCH_COMMAND, '--results', 'slurm.jsonl')
+    for result in (chief.result(), other.result()):
+        assert_success(result)
+    assert chief.result().stdout == runs['one'].result().stdout
+    tasks = lambda path: [{k: line[k] for k in ('split', 'task', 'classes', 'correct', 'total')}
+                          for line in map(json.loads, path.read_text().splitlines()) if line.get('type') != 'header']
+    assert tasks(root / 'slurm.jsonl') == tasks(root / 'one.jsonl') != []
+    assert max_difference(weights(root / 'slurm'), weights(root / 'one')) <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_workers_starting_from_different_checkpoints_are_refused(runs):
+    """Worker 1 resumes from a node-local folder holding the finished one-device run
+    (meta-iteration 30), worker 0 from an empty one (0): both stop before training with
+    the same line naming the start meta-iteration and the two workers, exit status 2."""
+    root = runs['root']
+    runs['one'].result()
+    shutil.copytree(root / 'one', root / 'local1')
+    started = workers(root, 'local', runs['data_dir'], '--resume',
+                      each=(('--checkpoint', 'local0'), ('--checkpoint', 'local1')))
+    lines = set()
+    for process in started:
+        result = process.result()
+        assert result.returncode == 2, (result.returncode, result.stderr)
+        assert 'Traceback' not in result.stderr, result.stderr
+        lines.add(result.stderr.splitlines()[-1])
+    [line] = lines
+    assert line.startswith('error: workers disagree on the start meta-iteration: worker 0 (127.0.0.1:'), line
+    assert '(0) and worker 1 (127.0.0.1:' in line and '(30) differ' in line, line
+    assert not (root / 'local0' / 'checkpoint').exists()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_ends_the_other_with_status_75(runs):
+    """SIGKILL to worker 1 after meta-iteration 10: worker 0 exits 75 within a minute with
+    one line naming worker 1 and the latest checkpoint (--checkpoint-interval 5)."""
+    root = runs['root']
+    chief, other = workers(root, 'killed', runs['data_dir'], '--checkpoint', 'killed', '--meta-iters', 3000,
+                           '--checkpoint-interval', 5)
+    chief.wait_for('batch 10:')
+    other.kill()
+    killed_at = time.monotonic()
+    result = chief.result()
+    assert time.monotonic() - killed_at < 60
+    assert result.returncode == 75, (result.returncode, result.stderr)
+    assert 'Traceback' not in result.stderr, result.stderr
+    line = result.stderr.splitlines()[-1]
+    prefix, _, latest = line.partition(': resume from ')
+    assert prefix.startswith('error: worker 1 (127.0.0.1:') and prefix.endswith(') was lost'), line
+    assert latest.endswith(' with --resume'), line
+    checkpoint = latest[:-len(' with --resume')]
+    assert int(checkpoint.rsplit('-', 1)[1]) % 5 == 0 and (root / f'{checkpoint}.index').exists(), line

@@ -77,6 +77,8 @@ class FakeClass:
         random.shuffle(items)
         return items[:num_items]
 
+    pick = sample  # readers' undecoded draw, which the samplers use: the same draw here
+
 
 def _dataset(num_classes, num_items=20):
     return [FakeClass(i, num_items) for i in range(num_classes)]

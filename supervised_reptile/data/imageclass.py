@@ -3,6 +3,8 @@
 import os
 import random
 
+import numpy as np
+
 from ..errors import InputError
 
 
@@ -34,12 +36,21 @@ class ImageClass:
 
     def sample(self, num_images):
         """`num_images` distinct random images of this class, as float32 arrays."""
+        return [np.asarray(image) for image in self.pick(num_images)]
+
+    def pick(self, num_images):
+        """`num_images` distinct random images of this class, as `Image`s: decoded only when
+        a process turns them into arrays (in a distributed run, only its own tasks')."""
         if num_images > len(self._names):
             raise InputError(f'{self.dir_path} has {len(self._names)} images but {num_images} are needed '
                              'per class: lower --shots/--train-shots or add images')
         names = list(self._names)
         random.shuffle(names)
-        return [self._present(self._cached(name)) for name in names[:num_images]]
+        return [Image(self, name) for name in names[:num_images]]
+
+    def array(self, name):
+        """The float32 image stored in file `name`, decoded once."""
+        return self._present(self._cached(name))
 
     def verify(self):
         """Raise InputError now for an image that cannot be read, rather than when it is
@@ -60,3 +71,15 @@ class ImageClass:
     def _present(self, image):
         """The float32 image a task gets from the stored form."""
         raise NotImplementedError
+
+
+class Image:
+    """One image of an `ImageClass`, decoded (and cached) by `np.asarray`."""
+    __slots__ = ('image_class', 'name')
+
+    def __init__(self, image_class, name):
+        self.image_class, self.name = image_class, name
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.image_class.array(self.name)
+        return array if dtype is None else array.astype(dtype)

@@ -65,9 +65,10 @@ def state_tensors(algo):
     return tensors
 
 
-def save(directory, meta_iteration, algo, eval_stream=None):
+def save(directory, meta_iteration, algo, eval_stream=None, random_state=None):
     """Write `model.ckpt-<meta_iteration>` atomically and make it the latest, with the
-    state of `random` (and of `eval_stream`, a `tasks.RandomStream`) for resuming.
+    state of `random` (`random_state`, default the current one: another while the next
+    meta-batch is being sampled ahead) and of `eval_stream` (a `tasks.RandomStream`) for resuming.
 
     The bundle is written under a temporary prefix and renamed into place; only then does
     the `checkpoint` file (itself replaced atomically) point to it, and the folder is
@@ -84,7 +85,7 @@ def save(directory, meta_iteration, algo, eval_stream=None):
     tensors[STEP_KEY] = algo.optimizer_state['step']
     tensors[ITERATION_KEY] = tf.constant(meta_iteration, tf.int64)
     tensors[OPTIMIZER_KEY] = tf.constant(type(algo.optimizer).__name__)
-    tensors[RANDOM_KEY] = tf.constant(json.dumps(random.getstate()))
+    tensors[RANDOM_KEY] = tf.constant(json.dumps(random_state or random.getstate()))
     if eval_stream is not None:
         tensors[EVAL_RANDOM_KEY] = tf.constant(json.dumps(eval_stream.state))
     try:
