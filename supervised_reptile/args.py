@@ -47,6 +47,9 @@ def argument_parser(data_dir, omniglot=False):
     parser.add_argument('--foml', help='use FOML instead of Reptile', action='store_true')
     parser.add_argument('--foml-tail', help='number of shots for the final mini-batch in FOML',
                         default=None, type=int)
+    parser.add_argument('--maml', action='store_true',
+                        help='use second-order MAML instead of Reptile: FOML through the inner loop\'s Jacobian '
+                             '(needs --sgd; see docs/maml.md)')
     parser.add_argument('--sgd', help='use vanilla SGD instead of Adam', action='store_true')
     parser.add_argument('--data-dir', help='data set folder (see fetch_data.sh)', default=data_dir)
     parser.add_argument('--resume', action='store_true',
@@ -100,11 +103,12 @@ def parse(parser, argv=None):
     if args.precision == 'bfloat16' and args.sgd and args.foml:
         parser.error('--precision bfloat16 loses accuracy with --sgd --foml (measured on Omniglot: 0.461 '
                      'test accuracy against 0.485 ± 0.014 in float32): use float32 for this setting')
+    _check_maml(parser, args)
     if args.learning_rate <= 0:
         parser.error(f'--learning-rate must be positive, got {args.learning_rate}')
     if args.foml_tail is not None:
-        if not args.foml:
-            parser.error('--foml-tail only applies with --foml: add --foml or drop --foml-tail')
+        if not (args.foml or args.maml):
+            parser.error('--foml-tail only applies with --foml or --maml: add --foml (or --maml) or drop --foml-tail')
         if not 1 <= args.foml_tail < (args.train_shots or args.shots):
             parser.error(f'--foml-tail must be at least 1 and below the training shots '
                          f'({args.train_shots or args.shots}), got {args.foml_tail}')
@@ -116,6 +120,22 @@ def parse(parser, argv=None):
                 parser.error(f'{flag} {batch} cannot be drawn with --replacement from {args.classes * shots} '
                              'samples per task: lower it or raise the shots')
     return args
+
+
+def _check_maml(parser, args):
+    """Refuse what --maml does not do: another algorithm at once, Adam inner steps (not
+    differentiated), and the precision and distribution modes it is not tested in."""
+    if not args.maml:
+        return
+    if args.foml:
+        parser.error('--maml and --foml are two algorithms: pass one of them')
+    if not args.sgd:
+        parser.error('--maml differentiates through plain SGD inner steps only: add --sgd')
+    if args.precision == 'bfloat16':
+        parser.error('--maml takes second derivatives, which are not tested in bfloat16: use --precision float32')
+    if args.distribute:
+        parser.error('--maml does not run with --distribute: drop it (--parallel-tasks runs the tasks side by side '
+                     'on one device)')
 
 
 def train_kwargs(args):

@@ -20,7 +20,7 @@ FILE = 'run.json'
 IDENTITY_FLAGS = ('seed', 'train_chars', 'classes', 'shots', 'train_shots', 'inner_batch', 'inner_iters',
                   'replacement', 'learning_rate', 'meta_step', 'meta_step_final', 'meta_batch', 'meta_iters',
                   'eval_batch', 'eval_iters', 'eval_interval', 'eval_interval_samples', 'weight_decay',
-                  'transductive', 'foml', 'foml_tail', 'sgd', 'parallel_tasks', 'precision')
+                  'transductive', 'foml', 'foml_tail', 'maml', 'sgd', 'parallel_tasks', 'precision')
 
 
 def data_digest(splits, data_dir):
