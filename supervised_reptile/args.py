@@ -77,6 +77,8 @@ FLAGS = _declare(
     Flag('--transductive', bool, help='evaluate all samples at once', identity=True),
     Flag('--foml', bool, help='use FOML instead of Reptile', identity=True),
     Flag('--foml-tail', int, None, 'number of shots for the final mini-batch in FOML', low=1, identity=True),
+    Flag('--maml', bool, help='use second-order MAML instead of Reptile: FOML through the inner loop\'s Jacobian '
+         '(needs --sgd; see docs/maml.md)', identity=True),
     Flag('--sgd', bool, help='use vanilla SGD instead of Adam', identity=True),
     # Ours.
     Flag('--train-chars', int, 1200, 'characters in the training split (Omniglot)', low=1, identity=True),
@@ -228,10 +230,26 @@ def _foml_tail(args):
     tail, foml, shots, train_shots = _get(args, 'foml_tail', 'foml', 'shots', 'train_shots')
     if tail is None:
         return None
-    if not foml:
-        return '--foml-tail only applies with --foml: add --foml or drop --foml-tail'
+    if not (foml or _get(args, 'maml')[0]):
+        return '--foml-tail only applies with --foml or --maml: add --foml (or --maml) or drop --foml-tail'
     if tail >= (train_shots or shots):
         return f'--foml-tail must be below the training shots ({train_shots or shots}), got {tail}'
+
+
+def _maml(args):
+    """What --maml does not do: another algorithm at once, Adam inner steps (not
+    differentiated), and the precision and distribution modes it is not tested in."""
+    maml, foml, sgd, precision, strategy = _get(args, 'maml', 'foml', 'sgd', 'precision', 'distribute')
+    if not maml:
+        return None
+    if foml:
+        return '--maml and --foml are two algorithms: pass one of them'
+    if not sgd:
+        return '--maml differentiates through plain SGD inner steps only: add --sgd'
+    if precision == 'bfloat16':
+        return '--maml takes second derivatives, which are not tested in bfloat16: use --precision float32'
+    if strategy:
+        return '--maml does not run with --distribute: drop it (--parallel-tasks runs the tasks side by side on one device)'
 
 
 def _replacement_batches(args):
@@ -257,7 +275,7 @@ def _keras_suffix(args):
         return f'--keras {path}: the file name must end in .keras'
 
 
-RULES = (_resume_or_pretrained, _cpu_replicas, _bfloat16_sgd_foml, _foml_tail, _replacement_batches,
+RULES = (_resume_or_pretrained, _cpu_replicas, _bfloat16_sgd_foml, _foml_tail, _maml, _replacement_batches,
          _support_needs_query, _keras_suffix)
 
 

@@ -14,6 +14,7 @@ from .errors import InputError
 from .eval import accuracy_line, evaluate
 from .models import MODELS, keeps_random
 from .optimizers import inner_optimizer
+from .maml import MAML
 from .reptile import FOML, Reptile
 from .running.lock import FolderLock
 from .running.results import ResultsFile
@@ -100,10 +101,12 @@ def _train_in_folder(args, dataset, splits, runner):
 
 
 def algorithm(args, model):
-    """The Reptile or FOML instance the flags ask for."""
+    """The Reptile, FOML or MAML instance the flags ask for."""
     optimizer = inner_optimizer(args.learning_rate, args.sgd)
     kwargs = dict(transductive=args.transductive, weight_decay_rate=args.weight_decay,
                   compute_dtype='bfloat16' if args.precision == 'bfloat16' else None)
+    if args.maml:
+        return MAML(model, optimizer, tail_shots=args.foml_tail, **kwargs)
     if args.foml:
         return FOML(model, optimizer, tail_shots=args.foml_tail, **kwargs)
     return Reptile(model, optimizer, **kwargs)

@@ -81,13 +81,14 @@ def from_groups(tensor, groups):
     return tf.transpose(split, [rank - 1] + list(range(rank - 1)) + [rank])
 
 
-def apply(model, params, inputs):
+def apply(model, params, inputs, second_order=False):
     """Logits [groups, batch, classes] of `model` for groups of inputs, each with its own weights.
 
     `inputs` is [groups, batch, *image]; `params` are the trainable weights (in
     `model.trainable_variables` order) in the grouped layout of `to_groups`. Batch norm
     normalizes each group's batch with its own statistics, as the original always does
-    (training mode).
+    (training mode). `second_order` computes it in a form whose second derivatives are
+    right too (see `_batch_norm`), for MAML; the values are the same.
 
     The groups share one tensor [batch, H, W, groups * channels] and run as one grouped
     convolution per layer, so many small episodes cost one op per layer; only the small
@@ -107,7 +108,7 @@ def apply(model, params, inputs):
             if layer.use_bias:
                 out = tf.nn.bias_add(out, next(params))
         elif isinstance(layer, keras.layers.BatchNormalization):
-            out = _batch_norm(out, next(params), next(params), layer.epsilon)
+            out = _batch_norm(out, next(params), next(params), layer.epsilon, second_order)
         elif isinstance(layer, keras.layers.Dense):  # per group, flattened in (H, W, C) order
             features = from_groups(out, groups)
             features = tf.reshape(features, [groups, tf.shape(features)[1], -1])
@@ -122,13 +123,21 @@ def apply(model, params, inputs):
     raise ValueError(f'apply() needs a model ending in a Dense layer, not {model.layers[-1].name}')
 
 
-def _batch_norm(out, gamma, beta, epsilon):
+def _batch_norm(out, gamma, beta, epsilon, second_order=False):
     """Batch norm of [batch, H, W, C] with the batch's own statistics.
 
     Exact paths compute it as the original's graph does, op by op. In bfloat16, which is
     not exact anyway, TF's fused kernel runs instead: one op each way, with statistics in
     float32, where the op-by-op form would add many slow bfloat16 passes.
+
+    `tf.nn.moments` stops the gradient through the mean inside the variance: right for
+    gradients (that term is zero), wrong for Hessians. `second_order` computes the same
+    moments with the same ops, without the stop.
     """
+    if second_order:
+        mean = tf.reduce_mean(out, axis=[0, 1, 2], keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(out, mean), axis=[0, 1, 2], keepdims=True)
+        return tf.nn.batch_normalization(out, mean, variance, beta, gamma, epsilon)
     if out.dtype == tf.bfloat16:
         out, _, _ = tf.compat.v1.nn.fused_batch_norm(out, tf.cast(gamma, tf.float32), tf.cast(beta, tf.float32),
                                                      epsilon=epsilon, is_training=True)

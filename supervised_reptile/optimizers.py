@@ -73,6 +73,12 @@ class SGD:
                    for var, g in zip(variables, grads)]
         return after(updates, {'step': counters['step'] + 1})
 
+    def step(self, params, grads):
+        """The same rule on tensors, `params - lr * grads`: a differentiable function of both,
+        for `maml`, which differentiates through the inner steps."""
+        learning_rate = _hyper(self.learning_rate, params[0].dtype)
+        return [p - learning_rate * g for p, g in zip(params, grads)]
+
 
 def inner_optimizer(learning_rate, sgd=False):
     """The original's inner optimizer: Adam (beta1 = 0), or plain SGD with --sgd."""

@@ -187,10 +187,11 @@ class Reptile:
         with tf.control_dependencies(tf.nest.flatten(counters)):
             return [w.read_value() for w in (self.params if work is None else work)]
 
-    def _logits(self, params, x):
-        """The network on `x` with grouped weights `params`, computed in `compute_dtype`."""
+    def _logits(self, params, x, second_order=False):
+        """The network on `x` with grouped weights `params`, computed in `compute_dtype`
+        (`second_order`: see `models.apply`)."""
         weights = [tf.cast(w, self.compute_dtype) for w in params]
-        return tf.cast(apply(self.model, weights, tf.cast(x, self.compute_dtype)), self.dtype)
+        return tf.cast(apply(self.model, weights, tf.cast(x, self.compute_dtype), second_order), self.dtype)
 
     def _inner_loop(self, counters, pool, batches):
         """One inner step per column of `batches` [groups, steps, batch], indices into the
@@ -203,14 +204,24 @@ class Reptile:
         """Weight decay, then one optimizer step on the summed cross-entropy of (x, y),
         for every group at once (groups are independent: the loss is a sum over them)."""
         if self.weight_decay_rate != 1:
-            rate = tf.constant(self.weight_decay_rate, self.dtype)
-            counters = self._assign(self.params, [p * rate for p in self._read(counters)], counters)
+            counters = self._assign(self.params, self._decayed(self._read(counters)), counters)
         params = self._read(counters)
         with tf.GradientTape() as tape:
             tape.watch(params)
-            logits = self._logits(params, x)
-            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+            loss = self._loss(params, x, y)
         return self.optimizer.apply(self.params, tape.gradient(loss, params), self.slots, counters)
+
+    def _loss(self, params, x, y, second_order=False):
+        """The original's inner loss: the summed cross-entropy of (x, y) under grouped
+        `params` (`second_order`: see `models.apply`)."""
+        return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, self._logits(params, x, second_order)))
+
+    def _decayed(self, params):
+        """`params` times the weight-decay rate, as the original applies it before each inner step."""
+        if self.weight_decay_rate == 1:
+            return params
+        rate = tf.constant(self.weight_decay_rate, self.dtype)
+        return [p * rate for p in params]
 
 
 class FOML(Reptile):

@@ -147,6 +147,14 @@ CASES = [
          lambda d: ['--meta-step', 'finite', 'inf']),
     Case('bfloat16_with_sgd_foml', 'omniglot', lambda d: ['--sgd', '--foml', '--precision', 'bfloat16'],
          lambda d: ['--precision bfloat16', '--sgd --foml', 'float32']),
+    Case('maml_with_foml', 'omniglot', lambda d: ['--maml', '--foml', '--sgd'],
+         lambda d: ['--maml', '--foml', 'one of them']),
+    Case('maml_without_sgd', 'miniimagenet', lambda d: ['--maml'], lambda d: ['--maml', 'SGD', 'add --sgd']),
+    Case('maml_in_bfloat16', 'omniglot', lambda d: ['--maml', '--sgd', '--precision', 'bfloat16'],
+         lambda d: ['--maml', 'bfloat16', '--precision float32']),
+    Case('maml_distributed', 'omniglot',
+         lambda d: ['--maml', '--sgd', '--parallel-tasks', '--distribute', 'mirrored'],
+         lambda d: ['--maml', '--distribute', '--parallel-tasks']),
     Case('zero_eval_parallel', 'omniglot', lambda d: ['--eval-parallel', 0],
          lambda d: ['--eval-parallel', 'at least 1']),
     Case('cpu_replicas_without_mirrored', 'omniglot', lambda d: ['--cpu-replicas', 2],
@@ -175,6 +183,10 @@ CASES = [
          lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--checkpoint', d['run_dir'],
                     '--resume', '--seed', 1, *TINY_TRAIN],
          lambda d: ['--seed is 1', 'started with --seed 0', str(d['run_dir'])]),
+    Case('resume_with_maml', 'omniglot',
+         lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--checkpoint', d['run_dir'],
+                    '--resume', '--maml', '--sgd', *TINY_TRAIN],
+         lambda d: ['--maml is True', 'started with --maml False', str(d['run_dir'])]),
     Case('resume_with_another_data_set', 'omniglot',
          lambda d: ['--data-dir', d['chars17'], '--train-chars', 6, '--shots', 1, '--checkpoint', d['run_dir'],
                     '--resume', *TINY_TRAIN],
@@ -259,6 +271,11 @@ LEGAL = [
     Case('inner_batch_larger_than_task', 'omniglot',
          lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--train-shots', 2,
                     '--inner-batch', 50, '--checkpoint', 'ck', *TINY_TRAIN]),
+    # MAML with a separate last batch, tasks side by side.
+    Case('maml_with_a_tail_in_parallel', 'omniglot',
+         lambda d: ['--data-dir', d['chars16'], '--train-chars', 6, '--shots', 1, '--train-shots', 2,
+                    '--maml', '--sgd', '--foml-tail', 1, '--parallel-tasks', '--meta-batch', 2, '--checkpoint', 'ck',
+                    *TINY_TRAIN]),
 ]
 
 BY_ID = {case.id: case for case in CASES + LEGAL + DIVERGING}
