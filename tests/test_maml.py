@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from golden.convert import load_case
 from test_golden import SHIPPED_DIR, _train_tasks
-from supervised_reptile import checkpoint
+from supervised_reptile.running import checkpoint
 from supervised_reptile.maml import MAML
 from supervised_reptile.models import apply, omniglot_model
 from supervised_reptile.optimizers import SGD
