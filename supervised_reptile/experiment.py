@@ -12,7 +12,7 @@ from . import miniimagenet, omniglot
 from .args import check_split, evaluate_kwargs, train_kwargs
 from .errors import InputError
 from .eval import accuracy_line, evaluate
-from .models import MODELS, keeps_random
+from .models import MODELS, dtypes, keeps_random
 from .optimizers import inner_optimizer
 from .maml import MAML
 from .reptile import FOML, Reptile
@@ -104,7 +104,7 @@ def algorithm(args, model):
     """The Reptile, FOML or MAML instance the flags ask for."""
     optimizer = inner_optimizer(args.learning_rate, args.sgd)
     kwargs = dict(transductive=args.transductive, weight_decay_rate=args.weight_decay,
-                  compute_dtype='bfloat16' if args.precision == 'bfloat16' else None)
+                  compute_dtype=dtypes(args.precision)[1])
     if args.maml:
         return MAML(model, optimizer, tail_shots=args.foml_tail, **kwargs)
     if args.foml:
@@ -117,4 +117,4 @@ def _seeded_model(dataset, num_classes, seed, precision):
     """A model whose initial weights depend only on `seed` (seeding Keras seeds `random`
     too, which the tasks must not see); float64 with --precision float64."""
     keras.utils.set_random_seed(seed)
-    return MODELS[dataset](num_classes, dtype='float64' if precision == 'float64' else 'float32')
+    return MODELS[dataset](num_classes, dtype=dtypes(precision)[0])

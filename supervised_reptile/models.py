@@ -164,11 +164,21 @@ def _split_conv2d(out, kernel, groups, strides, padding):
     return tf.concat([tf.nn.conv2d(x, k, strides, padding) for x, k in pairs], axis=-1)
 
 
+def device_type():
+    """'GPU' when TensorFlow sees one (it places the ops there), else 'CPU'."""
+    return 'GPU' if tf.config.list_logical_devices('GPU') else 'CPU'
+
+
+def dtypes(precision):
+    """(variable dtype, compute dtype or None for the same) of a --precision: float64 keeps
+    everything in float64; bfloat16 computes the network in bfloat16 on float32 weights."""
+    return ('float64' if precision == 'float64' else 'float32'), ('bfloat16' if precision == 'bfloat16' else None)
+
+
 def grouped_conv_supported(dtype):
     """Whether TF runs grouped convolutions in `dtype` on the device the ops go to (the
     first GPU if there is one, else the CPU): decided once per device type and dtype."""
-    device = 'GPU' if tf.config.list_logical_devices('GPU') else 'CPU'
-    return _probe_grouped_conv(device, tf.as_dtype(dtype).name)
+    return _probe_grouped_conv(device_type(), tf.as_dtype(dtype).name)
 
 
 @functools.cache

@@ -94,7 +94,7 @@ def test_verify_omniglot_names_each_broken_character_and_run(omniglot_data, tmp_
         f'data/omniglot/Greek/character03/{drawings[1].name}: corrupt (cut short: no start or end marker)',
         'data/omniglot_runs/run07/test: 19 of 20 images',
         'data/omniglot_runs/run07/class_labels.txt: not 20 lines "<test drawing> <training drawing>" naming '
-        'files of the run']
+        'each file of the run once']
 
 
 @pytest.fixture(scope='module')

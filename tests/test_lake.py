@@ -68,7 +68,7 @@ def test_a_run_is_read_in_sorted_order_with_its_answer_key(runs):
 
 def test_models_that_are_not_20_way_are_refused(runs, webdemo):
     """The 3-way web-demo model: one InputError naming its classes."""
-    with pytest.raises(InputError, match='3-way omniglot model, but Lake\'s runs are 20-way'):
+    with pytest.raises(InputError, match='3-way omniglot model, not a 20-way omniglot one: Lake\'s runs are 20-way'):
         lake.main(['--model', str(webdemo / 'reptile_webdemo_omniglot_3way.npz'), '--runs', str(runs)])
 
 

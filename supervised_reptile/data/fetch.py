@@ -33,7 +33,7 @@ import subprocess
 import sys
 
 from .reference import (MINIIMAGENET_WNIDS, OMNIGLOT_ALPHABETS, OMNIGLOT_CHARACTERS, OMNIGLOT_DRAWINGS,
-                       OMNIGLOT_RUN_WAYS, OMNIGLOT_RUNS, miniimagenet_images)
+                       OMNIGLOT_RUN_WAYS, OMNIGLOT_RUNS, miniimagenet_images, omniglot_answer_key)
 
 try:
     from PIL import Image
@@ -143,11 +143,10 @@ def verify_omniglot_runs(root, label):
     whole, problems = folder_problems(root, expected, '.png', label)
     for run in runs:
         labels = root / run / 'class_labels.txt'
-        pairs = [line.split() for line in _text(labels).splitlines()] if labels.is_file() else []
-        if len(pairs) != OMNIGLOT_RUN_WAYS or not all(
-                len(pair) == 2 and all((root / path).is_file() for path in pair) for pair in pairs):
+        key = omniglot_answer_key(_text(labels), run) if labels.is_file() else None
+        if key is None or not all((root / path).is_file() for pair in key.items() for path in pair):
             problems.append(f'{label}/{run}/class_labels.txt: not {OMNIGLOT_RUN_WAYS} lines '
-                            '"<test drawing> <training drawing>" naming files of the run')
+                            '"<test drawing> <training drawing>" naming each file of the run once')
     found = len(set(runs) & set(_subfolders(root)))
     print(f'{label}: {found} of {OMNIGLOT_RUNS} runs; {whole} PNGs {CHECKED}')
     return problems

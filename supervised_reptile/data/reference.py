@@ -16,6 +16,18 @@ OMNIGLOT_DRAWINGS = 20
 OMNIGLOT_RUNS = 20
 OMNIGLOT_RUN_WAYS = 20
 
+
+def omniglot_answer_key(text, run):
+    """{test drawing: its training drawing} from the text of `run`'s class_labels.txt, whose
+    lines are `runNN/test/itemNN.png runNN/training/classMM.png`, or None unless it names
+    each of the run's OMNIGLOT_RUN_WAYS test and training drawings exactly once."""
+    pairs = [line.split() for line in text.splitlines() if line.strip()]
+    key = dict(pair for pair in pairs if len(pair) == 2)
+    well_formed = all(test.startswith(f'{run}/test/') and training.startswith(f'{run}/training/')
+                      for test, training in key.items())
+    return key if well_formed and len(pairs) == len(key) == len(set(key.values())) == OMNIGLOT_RUN_WAYS else None
+
+
 # The original's Mini-ImageNet split (64/16/20 classes) of ILSVRC2012_img_train.tar images,
 # as its metadata/miniimagenet/<split>/<wnid>.csv files (commit 8f2b71c) list them.
 MINIIMAGENET_WNIDS = {

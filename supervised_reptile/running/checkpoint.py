@@ -24,9 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import Diverged, InputError
-from ..models import MODELS
+from ..models import MODELS, dtypes
 from ..optimizers import Adam, Preconditioned, inner_optimizer
 from ..reptile import Reptile
+from .files import fsync, write_atomically
 
 PREFIX = 'model.ckpt'
 TEMP = '.tmp-'  # what a save writes before renaming it into place
@@ -105,14 +106,13 @@ def _write(directory, meta_iteration, tensors):
     tf.raw_ops.SaveV2(prefix=temp, tensor_names=list(tensors), shape_and_slices=[''] * len(tensors),
                       tensors=[tf.convert_to_tensor(t) for t in tensors.values()])
     for suffix in ('.data-00000-of-00001', '.index'):
-        _fsync(temp + suffix)
+        fsync(temp + suffix)
         os.replace(temp + suffix, final + suffix)
     state = _checkpoint_state(directory)  # unreadable: start a new list
     previous = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])]
     previous = [p for p in previous if p != os.path.basename(final)]
     kept = (previous + [os.path.basename(final)])[-MAX_TO_KEEP:]
-    _write_state_file(directory, kept)
-    _fsync(directory)  # the renames themselves survive a power loss
+    _write_state_file(directory, kept)  # flushes the folder: the bundle's renames too
     for old in previous:
         if old not in kept:
             for path in tf.io.gfile.glob(os.path.join(directory, old) + '.*'):
@@ -155,26 +155,12 @@ def _all_finite(tensors):
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
 
 
-def _fsync(path):
-    """Flush a file (or a folder's entries) to disk, so that a checkpoint survives a power loss too."""
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
 def _write_state_file(directory, names):
     """Replace the `checkpoint` file atomically. Written by hand rather than with
     `update_checkpoint_state` to keep names relative, as tf.train.Saver does, so that a
     checkpoint folder still loads after it is moved or copied."""
     lines = [f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{n}"' for n in names]
-    temp = os.path.join(directory, TEMP + 'checkpoint')
-    with open(temp, 'w') as out:
-        out.write('\n'.join(lines) + '\n')
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, os.path.join(directory, 'checkpoint'))
+    write_atomically(os.path.join(directory, 'checkpoint'), '\n'.join(lines) + '\n', prefix=TEMP)
 
 
 def _checkpoint_state(directory):
@@ -379,9 +365,8 @@ def load_pretrained(path, learning_rate=1e-3, sgd=None, transductive=False, weig
     state in float64), 'bfloat16' (computations in bfloat16) or float32 (None). The model's
     `name` is its data set ('omniglot' or 'miniimagenet').
     """
-    dtype = 'float64' if precision == 'float64' else 'float32'
-    kwargs = dict(transductive=transductive, weight_decay_rate=weight_decay_rate,
-                  compute_dtype=None if precision == 'float64' else precision)
+    dtype, compute_dtype = dtypes(precision)
+    kwargs = dict(transductive=transductive, weight_decay_rate=weight_decay_rate, compute_dtype=compute_dtype)
     if str(path).endswith('.npz'):
         return _load_webdemo(path, dtype, kwargs)
     prefix, reader = _open(path)
@@ -410,12 +395,15 @@ def _architecture(prefix, shapes):
     return kernel[2], kernel[3], bias[0]
 
 
-def check_model(algo, dataset, num_classes):
-    """Refuse evaluating a loaded model on another data set or number of classes."""
+def check_model(algo, dataset, num_classes=None, path='the checkpoint', fix=None):
+    """Refuse a loaded model of another data set or (unless `num_classes` is None) another
+    number of classes than a tool needs, in one line ending with `fix` (default: pass
+    --classes as the model's, or another checkpoint)."""
     classes = algo.model.output_shape[-1]
-    if algo.model.name != dataset or classes != num_classes:
-        raise InputError(f'the checkpoint holds a {classes}-way {algo.model.name} model, not a '
-                         f'{num_classes}-way {dataset} one: pass --classes {classes} or another checkpoint')
+    if algo.model.name != dataset or classes != (num_classes or classes):
+        wanted = f'{num_classes}-way {dataset}' if num_classes else dataset
+        raise InputError(f'{path} holds a {classes}-way {algo.model.name} model, not a {wanted} one: '
+                         f'{fix or f"pass --classes {classes} or another checkpoint"}')
 
 
 def _load_webdemo(path, dtype, kwargs):

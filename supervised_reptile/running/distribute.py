@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import InputError
+from ..models import device_type
 from ..reptile import mean, stack_episodes, stack_tasks
 from . import slurm, watchdog
 
@@ -45,7 +46,7 @@ class Local:
     @property
     def device_type(self):
         """'GPU' when TensorFlow sees one (it places the ops there), else 'CPU'."""
-        return 'GPU' if tf.config.list_logical_devices('GPU') else 'CPU'
+        return device_type()
 
     def train_step(self, algo, tasks, meta_step_size, parallel):
         """One meta-iteration of `algo` on `tasks`."""
@@ -179,7 +180,7 @@ class Replicated:
         self.cluster = cluster or Cluster(['this machine'], 0)
         self.replicas = strategy.num_replicas_in_sync
         self.is_chief = strategy.extended.should_checkpoint
-        self.device_type = 'GPU' if tf.config.list_logical_devices('GPU') else 'CPU'
+        self.device_type = device_type()
         self._functions = {}  # id(algo) -> (train, evaluate)
         self._any_stop = tf.function(self._reduce_flag)
         self._gather = tf.function(self._gather_rows)

@@ -15,6 +15,7 @@ import os
 
 from ..args import identity_flags
 from ..errors import InputError
+from .files import write_atomically
 
 FILE = 'run.json'
 
@@ -50,9 +51,7 @@ def record(directory, current):
     if os.path.exists(path):
         return
     os.makedirs(directory, exist_ok=True)
-    with open(path + '.tmp', 'w') as out:
-        json.dump(current, out, indent=1, sort_keys=True)
-    os.replace(path + '.tmp', path)
+    write_atomically(path, json.dumps(current, indent=1, sort_keys=True))
 
 
 def _read(path):

@@ -12,6 +12,7 @@ import tempfile
 
 from .. import __version__
 from ..errors import InputError
+from .files import write_atomically
 
 
 def _check_writable(path):
@@ -51,22 +52,8 @@ class ResultsFile:
         """Write every line to a temporary file beside `path`, then rename it into place."""
         if not self.path:
             return
-        folder = os.path.dirname(os.path.abspath(self.path))
-        out = tempfile.NamedTemporaryFile('w', dir=folder, prefix='.results-', delete=False)
         try:
-            with out:
-                out.writelines(json.dumps(line, allow_nan=False) + '\n' for line in self.lines)
-                out.flush()
-                os.fchmod(out.fileno(), 0o666 & ~_umask())  # what open() would give, not mkstemp's 0600
-                os.fsync(out.fileno())
-            os.replace(out.name, self.path)
+            write_atomically(self.path, ''.join(json.dumps(line, allow_nan=False) + '\n' for line in self.lines),
+                             prefix='.results-')
         except OSError as exc:
-            os.unlink(out.name)
             raise InputError(f'cannot write --results {self.path} ({exc.strerror}): free some space') from None
-
-
-def _umask():
-    """The process's umask (reading it means setting it: set it back at once)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -16,6 +16,7 @@ import tensorflow as tf
 from .. import miniimagenet, omniglot
 from ..errors import Diverged, InputError
 from ..optimizers import Preconditioned
+from ..running import checkpoint
 from ..tasks import make_task
 from . import drawing
 
@@ -86,8 +87,7 @@ def split_stack(stack):
 
 def read_drawings(algo, path):
     """The drawings in a JSON file rasterized as the web demo does: float32 [n, 28, 28]."""
-    if algo.model.name != 'omniglot':
-        raise InputError(f'--drawings needs an Omniglot model, not a {algo.model.name} one')
+    checkpoint.check_model(algo, 'omniglot', path='the model', fix='--drawings are Omniglot characters')
     try:
         with open(path) as file:
             data = json.load(file)

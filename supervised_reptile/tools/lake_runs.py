@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import omniglot
-from ..data.reference import OMNIGLOT_RUN_WAYS, OMNIGLOT_RUNS
+from ..data.reference import OMNIGLOT_RUN_WAYS, OMNIGLOT_RUNS, omniglot_answer_key
 from ..errors import InputError
 from ..eval import Episode, mean_and_ci
 from ..running import checkpoint
@@ -60,13 +60,10 @@ def read_answer_key(runs_dir, name):
     path = os.path.join(runs_dir, name, LABELS)
     try:
         with open(path) as file:
-            pairs = [line.split() for line in file if line.strip()]
+            key = omniglot_answer_key(file.read(), name)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f'cannot read {path} ({exc}): re-run ./fetch_data.sh omniglot') from None
-    key = dict(pair for pair in pairs if len(pair) == 2)
-    well_formed = all(test.startswith(f'{name}/test/') and training.startswith(f'{name}/training/')
-                      for test, training in key.items())
-    if not well_formed or not len(pairs) == len(key) == len(set(key.values())) == OMNIGLOT_RUN_WAYS:
+    if key is None:
         raise InputError(f'{path} is not the answer key of a {OMNIGLOT_RUN_WAYS}-way run: it needs '
                          f'{OMNIGLOT_RUN_WAYS} lines "{name}/test/<drawing> {name}/training/<drawing>" naming '
                          'each drawing once; re-run ./fetch_data.sh omniglot')
@@ -90,10 +87,8 @@ def episodes(runs, inner_iters, inner_batch):
 def load_model(path, transductive, args):
     """The stored model at `path` as a 20-way Omniglot `Reptile`, or one line saying why not."""
     algo = checkpoint.load_pretrained(path, args.learning_rate, True if args.sgd else None, transductive)
-    classes = algo.model.output_shape[-1]
-    if algo.model.name != 'omniglot' or classes != OMNIGLOT_RUN_WAYS:
-        raise InputError(f'{path} holds a {classes}-way {algo.model.name} model, but Lake\'s runs are '
-                         f'{OMNIGLOT_RUN_WAYS}-way Omniglot: train one with --classes {OMNIGLOT_RUN_WAYS}')
+    checkpoint.check_model(algo, 'omniglot', OMNIGLOT_RUN_WAYS, path,
+                           f'Lake\'s runs are {OMNIGLOT_RUN_WAYS}-way: train one with --classes {OMNIGLOT_RUN_WAYS}')
     return algo
 
 
