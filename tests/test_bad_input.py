@@ -393,12 +393,12 @@ def data(tmp_path_factory, read_only_dir):
     # A folder holding a training run started with --seed 0 on the chars16 data.
     from supervised_reptile import experiment
     from supervised_reptile.running import identity
-    from supervised_reptile.args import argument_parser, parse
+    from supervised_reptile.args import argument_parser, identity_flags, parse
     d['run_dir'] = root / 'run_dir'
     args = parse(argument_parser('data/omniglot', omniglot=True),
                  ['--data-dir', str(d['chars16']), '--train-chars', '6', '--shots', '1', *map(str, TINY_TRAIN)])
-    identity.record(str(d['run_dir']), identity.identity(args, identity.data_digest(
-        experiment.read_splits('omniglot', args), args.data_dir)))
+    digest = identity.data_digest(experiment.read_splits('omniglot', args), args.data_dir)
+    identity.record(str(d['run_dir']), identity.identity(identity_flags(args), args.data_dir, digest))
 
     _more_data(d, read_only_dir)
     with FolderLock(str(root / 'locked')):  # held by this process while the cases run

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 
-from ..args import identity_flags
 from ..errors import InputError
 from .files import write_atomically
 
@@ -28,9 +27,10 @@ def data_digest(splits, data_dir):
     return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
 
 
-def identity(args, digest):
-    """What `run.json` records for the flags `args` and the data `digest`."""
-    return {'flags': identity_flags(args), 'data': {'dir': args.data_dir, 'digest': digest}}
+def identity(flags, data_dir, digest):
+    """What `run.json` records: the identity `flags` ({name: value}, see
+    `args.identity_flags`) and the data (`data_dir` as given and its `digest`)."""
+    return {'flags': flags, 'data': {'dir': data_dir, 'digest': digest}}
 
 
 def check(directory, current, resume):

@@ -11,7 +11,6 @@ share its GPUs out evenly (`share_gpus`), so that one task per node and one per 
 work. Nothing here runs `nvidia-smi`.
 """
 
-import os
 import re
 
 from ..errors import InputError
