@@ -43,6 +43,7 @@ def _golden_run(name, make):
 
 # Measured: 2.2e-16 (foml_tail_f64) and 1.8e-15 (reptile_sgd_replacement_wd_f64) max abs
 # between FOML and MAML with the cut; MAML proper is 1.3e-3 and 0.16 away from FOML.
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['foml_tail_f64', 'reptile_sgd_replacement_wd_f64'])
 def test_maml_with_the_jacobian_cut_is_foml(name):
     """With the inner loop's Jacobian cut, MAML's trajectory on a golden case's recorded
@@ -160,6 +161,7 @@ def test_parallel_tasks_compute_the_sequential_update():
     assert parallel_steps * record['case']['meta_batch'] == sequential_steps
 
 
+@pytest.mark.slow
 def test_checkpoint_resumes_maml_exactly(tmp_path):
     """A MAML run saved after one meta-iteration and resumed into a fresh instance ends
     bit for bit where the uninterrupted run does."""
