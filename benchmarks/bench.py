@@ -5,7 +5,8 @@
 Prints one JSON line per measurement (`name`, `impl`, `unit`, `seconds_per_unit` = median
 over repeats, `gflops`, `peak_rss_mb`), then a table with speed-ups over `naive`. A long
 exact training run (`omniglot_5w_long_run`) reports resident memory instead: it must not
-grow.
+grow. `exact-checked` is `exact` plus the check for non-finite weights and optimizer state
+that training makes after every meta-iteration: the difference is that check's cost.
 Images are random binary/colour arrays: speed does not depend on their content.
 
 `naive` is what a direct TF2 port looks like: the Keras model's own variables trained in
@@ -24,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from supervised_reptile.running import budget
+from supervised_reptile.running import budget, checkpoint
 from supervised_reptile.models import MODELS
 from supervised_reptile.optimizers import Adam
 from supervised_reptile.reptile import Reptile
@@ -141,6 +142,8 @@ def bench_training(name, impl, repeats):
         algo = Reptile(model, Adam(1e-3), compute_dtype='bfloat16' if impl.endswith('bf16') else None)
         ours = [task_of_batches(list(zip(xs, ys))) for xs, ys in tasks]
         step = lambda: algo.train_step(ours, 0.5, parallel=impl.startswith('parallel'))
+        if impl == 'exact-checked':  # with the divergence check train.train makes every meta-iteration
+            step = lambda: (algo.train_step(ours, 0.5), checkpoint.non_finite(algo))
     seconds = _time(step, repeats)
     flops = 3 * forward_flops(model) * batch * iters * meta_batch
     return {'name': name, 'impl': impl, 'unit': 'meta_iter', 'seconds_per_unit': seconds, 'gflops': flops / seconds / 1e9}
@@ -219,7 +222,7 @@ def main():
     args = parser.parse_args()
     repeats = 1 if args.quick else 5
     plan = [(bench_training, name, impl) for name in TRAIN_SETTINGS
-            for impl in ('naive', 'exact', 'parallel', 'exact-bf16', 'parallel-bf16')]
+            for impl in ('naive', 'exact', 'exact-checked', 'parallel', 'exact-bf16', 'parallel-bf16')]
     plan += [(bench_eval, name, impl) for name in EVAL_SETTINGS
              for impl in ('naive', 'batched', 'batched-default', 'batched-bf16')]
     results = []

@@ -80,3 +80,22 @@ def test_export_writes_tf1_and_keras_models_with_the_same_weights(original_ckpt,
     images = np.random.default_rng(0).random((6, 28, 28)).astype(np.float32)
     params = [to_groups(tf.convert_to_tensor(v)[None]) for v in algo.variables]
     np.testing.assert_allclose(model(images, training=True), apply(algo.model, params, images[None])[0], atol=1e-4)
+
+
+def test_results_file_follows_the_umask_and_refuses_a_folder_up_front(tmp_path):
+    """A results file gets the permissions open() would give under the umask (not
+    mkstemp's 0600); a --results naming a folder is refused when the file is opened,
+    before any work."""
+    import os
+    from supervised_reptile.errors import InputError
+    from supervised_reptile.running.results import ResultsFile
+    previous = os.umask(0o022)
+    try:
+        results = ResultsFile(str(tmp_path / 'r.jsonl'), {'seed': 0}, 'model')
+        results.write()
+    finally:
+        os.umask(previous)
+    assert (tmp_path / 'r.jsonl').stat().st_mode & 0o777 == 0o644
+    assert json.loads((tmp_path / 'r.jsonl').read_text())['type'] == 'header'
+    with pytest.raises(InputError, match='is a folder'):
+        ResultsFile(str(tmp_path), {}, 'model')

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import weakref
 import zipfile
 
 import keras
@@ -141,18 +142,20 @@ def remove_temporaries(directory):
 
 def non_finite(algo):
     """The original name of the first weight or optimizer tensor of `algo` holding a NaN or
-    an infinity, or None. One fused check per call (cheap enough for every meta-iteration);
-    the names are looked for only when it fails."""
-    tensors = state_tensors(algo)
-    floating = {name: t for name, t in tensors.items() if tf.as_dtype(t.dtype).is_floating}
-    if bool(_all_finite(list(floating.values()))):
+    an infinity, or None. One fused check, traced once per `algo` over its variables (about
+    1 ms for the Omniglot model: cheap enough for every meta-iteration, see docs/faults.md);
+    names are looked for only when it fails."""
+    floating = {name: t for name, t in state_tensors(algo).items() if tf.as_dtype(t.dtype).is_floating}
+    if algo not in _FINITE_CHECKS:
+        tensors = list(floating.values())
+        _FINITE_CHECKS[algo] = tf.function(lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(t))
+                                                                  for t in tensors]))
+    if bool(_FINITE_CHECKS[algo]()):
         return None
     return next(name for name, t in floating.items() if not np.all(np.isfinite(np.asarray(t))))
 
 
-@tf.function
-def _all_finite(tensors):
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+_FINITE_CHECKS = weakref.WeakKeyDictionary()  # algorithm: its traced check (see non_finite)
 
 
 def _write_state_file(directory, names):
