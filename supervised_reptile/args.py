@@ -31,6 +31,7 @@ class Flag(NamedTuple):
     above: bool = False
     choices: tuple = None
     identity: bool = None
+    changeable: bool = False     # an identity flag that --resume may change (recorded in run.json)
     train: str = None
     evaluate: str = None
     nargs: str = None
@@ -61,7 +62,7 @@ FLAGS = _declare(
     Flag('--inner-iters', int, 20, 'inner iterations', low=1, identity=True, train='inner_iters'),
     Flag('--replacement', bool, help='sample with replacement', identity=True,
          train='replacement', evaluate='replacement'),
-    Flag('--learning-rate', float, 1e-3, 'Adam step size', low=0, above=True, identity=True),
+    Flag('--learning-rate', float, 1e-3, 'Adam step size', low=0, above=True, identity=True, changeable=True),
     Flag('--meta-step', float, 0.1, 'meta-training step size', identity=True, train='meta_step_size'),
     Flag('--meta-step-final', float, 0.1, 'meta-training step size by the end', identity=True,
          train='meta_step_size_final'),
@@ -293,6 +294,9 @@ def evaluate_kwargs(args):
 def identity_flags(args):
     """{flag: value} of the flags a training run's results depend on (see `running.identity`)."""
     return {name: getattr(args, name) for name, flag in FLAGS.items() if flag.identity and hasattr(args, name)}
+
+
+CHANGEABLE = {name for name, flag in FLAGS.items() if flag.changeable}
 
 
 def markdown_table(names=TRAINING):

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from .running import checkpoint, distribute, fingerprint, identity
 from . import miniimagenet, omniglot
-from .args import check_split, evaluate_kwargs, identity_flags, train_kwargs
+from .args import CHANGEABLE, check_split, evaluate_kwargs, identity_flags, train_kwargs
 from .errors import InputError
 from .eval import accuracy_line, evaluate
 from .models import MODELS, dtypes, keeps_random
@@ -85,7 +85,7 @@ def _train_in_folder(args, dataset, splits, runner):
     """Check the run's identity against --checkpoint's, then train (the chief holds the folder's lock)."""
     digest = identity.data_digest(splits, args.data_dir)
     run_identity = identity.identity(identity_flags(args), args.data_dir, digest)
-    identity.check(args.checkpoint, run_identity, args.resume)
+    identity.check(args.checkpoint, run_identity, args.resume, CHANGEABLE)
     runner.barrier()  # every process has checked the folder before the chief writes to it
     if runner.is_chief:
         identity.record(args.checkpoint, run_identity)

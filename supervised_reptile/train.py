@@ -94,13 +94,14 @@ def _checkpoint(save_dir, iteration, algo, eval_stream, runner, random_state):
 
 def _stop_if_diverged(algo, iteration, save_dir):
     """Raise `Diverged` when a weight or optimizer tensor is no longer finite, naming it and
-    the last (finite) checkpoint. A resumed run keeps its flags, so the advice is a new run."""
+    the last (finite) checkpoint, from which --resume continues with a smaller learning rate
+    (the one identity flag a resumed run may change)."""
     name = checkpoint.non_finite(algo)
     if name:
         last = checkpoint.last_saved(save_dir)
-        raise Diverged(f'training diverged at meta-iteration {iteration}: {name} is not finite; the last finite '
-                       f'checkpoint is {last or "none (none was written)"}; train again into another --checkpoint '
-                       'folder with a smaller --learning-rate (or --meta-step)')
+        advice = (f'the last finite checkpoint is {last}: continue from it with --resume and a smaller --learning-rate'
+                  if last else 'no checkpoint was written: train again with a smaller --learning-rate')
+        raise Diverged(f'training diverged at meta-iteration {iteration}: {name} is not finite; {advice}')
 
 
 def _summary_writers(save_dir):

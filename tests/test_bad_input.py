@@ -259,7 +259,7 @@ DIVERGING = [
     # A step size so large that the weights overflow at the first meta-iteration.
     Case('training_with_learning_rate_1e30', 'omniglot',
          lambda d: on(d, *RUN_FLAGS, '--learning-rate', 1e30, '--checkpoint', 'ck'),
-         lambda d: ['diverged at meta-iteration 0', 'is not finite', 'none was written', 'smaller --learning-rate']),
+         lambda d: ['diverged at meta-iteration 0', 'is not finite', 'no checkpoint was written', 'smaller --learning-rate']),
     Case('fewshot_with_learning_rate_1e30', 'fewshot',
          lambda d: ['--model', d['ckpt_3way'], '--images', d['npy_good'], '--learning-rate', 1e30],
          lambda d: ['fine-tuning diverged', 'smaller --learning-rate']),

@@ -37,8 +37,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supervised_reptile.running import checkpoint
-from supervised_reptile.args import argument_parser, parse
+from supervised_reptile.running import checkpoint, identity
+from supervised_reptile.args import CHANGEABLE, argument_parser, parse
 from supervised_reptile.errors import InputError
 from supervised_reptile.models import omniglot_model
 from supervised_reptile.optimizers import SGD, Adam
@@ -620,6 +620,20 @@ def test_resume_without_checkpoint_starts_from_scratch(cli_runs, tmp_path):
     assert first['start'] == 0
     lines = first['run'].stdout.splitlines()
     assert lines[0] == 'Training...' and lines[1].startswith('batch 0: '), first['run'].stdout
+
+
+def test_resume_may_lower_the_learning_rate_and_run_json_records_it(tmp_path):
+    """After a divergence the advice is --resume with a smaller learning rate: the one
+    identity flag a resumed run may change, recorded with its history."""
+    run = lambda lr, seed=0: identity.identity({'learning_rate': lr, 'seed': seed}, 'data', 'digest')
+    identity.record(str(tmp_path), run(0.1))
+    identity.check(str(tmp_path), run(0.01), True, CHANGEABLE)
+    identity.record(str(tmp_path), run(0.01))
+    recorded = json.loads((tmp_path / 'run.json').read_text())
+    assert recorded['flags']['learning_rate'] == 0.01
+    assert recorded['changes'] == [{'flag': 'learning_rate', 'from': 0.1, 'to': 0.01}]
+    with pytest.raises(InputError, match='--seed is 1 but the run'):
+        identity.check(str(tmp_path), run(0.01, seed=1), True, CHANGEABLE)
 
 
 def test_resume_with_pretrained_is_refused(capsys):

@@ -33,23 +33,31 @@ def identity(flags, data_dir, digest):
     return {'flags': flags, 'data': {'dir': data_dir, 'digest': digest}}
 
 
-def check(directory, current, resume):
-    """On --resume, check the recorded identity against `current` (see `identity`); on a new
-    run, refuse a folder that already holds one."""
+def check(directory, current, resume, changeable=()):
+    """On --resume, check the recorded identity against `current` (see `identity`), except
+    the flags `changeable` (a new learning rate after a divergence); on a new run, refuse a
+    folder that already holds one."""
     recorded = _read(os.path.join(directory, FILE))
     holds_run = recorded is not None or os.path.isfile(os.path.join(directory, 'checkpoint'))
     if holds_run and not resume:
         raise InputError(f'{directory} already holds a training run: add --resume to continue it, '
                          'or choose another --checkpoint folder')
     if recorded is not None:
-        _check(directory, recorded, current)
+        _check(directory, recorded, current, changeable)
 
 
 def record(directory, current):
-    """Write `current` as the folder's `run.json` (atomically), unless it holds one."""
+    """Write `current` as the folder's `run.json` (atomically). A folder that holds one keeps
+    it, with the values of any flag `check` let change and a `changes` list of them."""
     path = os.path.join(directory, FILE)
-    if os.path.exists(path):
-        return
+    recorded = _read(path)
+    if recorded is not None:
+        changes = [{'flag': name, 'from': value, 'to': current['flags'][name]}
+                   for name, value in recorded['flags'].items() if current['flags'].get(name, value) != value]
+        if not changes:
+            return
+        current = {**recorded, 'flags': {**recorded['flags'], **current['flags']},
+                   'changes': recorded.get('changes', []) + changes}
     os.makedirs(directory, exist_ok=True)
     write_atomically(path, json.dumps(current, indent=1, sort_keys=True))
 
@@ -64,10 +72,11 @@ def _read(path):
         raise InputError(f'cannot read {path} ({exc}): restore it, or train into another --checkpoint folder') from None
 
 
-def _check(directory, recorded, current):
-    """Stop at the first flag (or the data) that differs from the recorded run."""
+def _check(directory, recorded, current, changeable):
+    """Stop at the first flag (but those `changeable`), or the data, that differs from the
+    recorded run."""
     for name, value in current['flags'].items():
-        if name in recorded['flags'] and recorded['flags'][name] != value:
+        if name in recorded['flags'] and recorded['flags'][name] != value and name not in changeable:
             flag = '--' + name.replace('_', '-')
             raise InputError(f'{flag} is {value!r} but the run in {directory} was started with {flag} '
                              f'{recorded["flags"][name]!r}: resume with the same value, or train into another folder')
