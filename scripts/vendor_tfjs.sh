@@ -4,8 +4,11 @@
 #   bash scripts/vendor_tfjs.sh
 #
 # Fetches the pinned @tensorflow/tfjs release with `npm pack` (the npm registry only),
-# checks the tarball's sha256, and copies its minified browser bundle dist/tf.min.js,
-# byte for byte, with the Apache-2.0 license it is released under. The result is
+# checks the tarball's sha256, and copies its minified ES2017 browser bundle
+# dist/tf.es2017.min.js, byte for byte, with the Apache-2.0 license it is released under.
+# ES2017, not dist/tf.min.js (ES5): the ES5 bundle's polyfills evaluate strings as code
+# (Function("...")), which a Content-Security-Policy without 'unsafe-eval' (the demo
+# server's) refuses, and it is 360 KB larger. Every browser since 2017 runs ES2017. The result is
 # committed, so a fresh clone exports pages without any network; rerun this script only
 # to change the pinned version (then update VERSION and SHA256 below).
 set -euo pipefail
@@ -21,15 +24,16 @@ trap 'rm -rf "$work"' EXIT
 (cd "$work" && npm pack --silent "@tensorflow/tfjs@$VERSION" >/dev/null)
 tarball="$work/tensorflow-tfjs-$VERSION.tgz"
 echo "$SHA256  $tarball" | sha256sum --check --quiet -
-tar -xzf "$tarball" -C "$work" package/dist/tf.min.js package/package.json
+tar -xzf "$tarball" -C "$work" package/dist/tf.es2017.min.js package/package.json
 grep -q '"license": "Apache-2.0"' "$work/package/package.json"
 
 mkdir -p "$dest"
-cp "$work/package/dist/tf.min.js" "$dest/tf.min.js"
+rm -f "$dest"/tf*.js
+cp "$work/package/dist/tf.es2017.min.js" "$dest/tf.es2017.min.js"
 {
-  echo "TensorFlow.js $VERSION (npm package @tensorflow/tfjs, file dist/tf.min.js)"
+  echo "TensorFlow.js $VERSION (npm package @tensorflow/tfjs, file dist/tf.es2017.min.js)"
   echo "Copyright Google LLC. Licensed under the Apache License, Version 2.0:"
   echo
   cat "$LICENSE_TEXT"
 } >"$dest/LICENSE"
-echo "vendored @tensorflow/tfjs@$VERSION into $dest (tf.min.js sha256 $(sha256sum "$dest/tf.min.js" | cut -d' ' -f1))"
+echo "vendored @tensorflow/tfjs@$VERSION into $dest (tf.es2017.min.js sha256 $(sha256sum "$dest/tf.es2017.min.js" | cut -d' ' -f1))"

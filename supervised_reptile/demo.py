@@ -2,7 +2,9 @@
 
     python -m supervised_reptile.demo --model PATH [--ways 3] [--port 8000] [--host 127.0.0.1]
 
-Serves one page (from memory) and one JSON API on 127.0.0.1 by default:
+Serves, on 127.0.0.1 by default, the web page that `reptile-export MODEL --web` writes for
+the model (`tools.webexport`, built in memory: the page fine-tunes in the browser), and a
+JSON API that fine-tunes in Python, which the page uses when opened as /?engine=server:
 
     POST /api/classify  {"drawings": [class 1, ..., class N, query]}
     -> 200 {"probs": [N floats], "images": [N + 1 images of 28 rows of 0/1], "ms": time}
@@ -16,7 +18,6 @@ model calls. No request touches the file system.
 """
 
 import http.server
-import importlib.resources
 import json
 import sys
 import threading
@@ -31,12 +32,15 @@ quiet_tensorflow()  # before the imports below, which start TensorFlow
 import numpy as np  # noqa: E402
 
 from . import checkpoint, drawing, fewshot  # noqa: E402
+from .tools import webexport  # noqa: E402
 from .args import Parser  # noqa: E402
 from .errors import guarded  # noqa: E402
 from .errors import InputError  # noqa: E402
 
 MAX_BODY = 1 << 20   # bytes per request
 DRAIN_LIMIT = 8 << 20  # an oversized body is read up to this much before answering 400
+CONTENT_TYPES = {'html': 'text/html; charset=utf-8', 'js': 'text/javascript; charset=utf-8',
+                 'txt': 'text/plain; charset=utf-8'}
 HOW_TO_GET_A_MODEL = (
     'pass --model with a trained Omniglot model: the published web-demo parameters '
     '(reptile_webdemo_omniglot_3way.npz, e.g. ../shared/data/webdemo/), or a checkpoint folder '
@@ -50,8 +54,7 @@ def load_model(path, ways):
         raise InputError(f'no model: {HOW_TO_GET_A_MODEL}')
     algo = checkpoint.load_pretrained(path)
     classes = algo.model.output_shape[-1]
-    if algo.model.name != 'omniglot':
-        raise InputError(f'{path} holds a {algo.model.name} model: the demo needs an Omniglot one')
+    webexport.check_model(algo, path)
     if classes != ways:
         raise InputError(f'{path} holds a {classes}-way model, not {ways}-way: pass --ways {classes}, '
                          f'or train a model with run_omniglot.py --classes {ways}')
@@ -94,27 +97,23 @@ class Classifier:
         self(lines + [lines[0]])
 
 
-def page(ways):
-    """The demo page (HTML, CSS and JS in one file, shipped with the package) for `ways` classes."""
-    text = importlib.resources.files(__package__).joinpath('demo_page.html').read_text(encoding='utf-8')
-    return text.replace('__WAYS__', str(ways)).encode('utf-8')
-
-
 class Handler(http.server.BaseHTTPRequestHandler):
-    """GET / serves the page, POST /api/classify the model; everything else is 404.
+    """GET / and the page's files, POST /api/classify the model; everything else is 404.
 
-    The server object carries `classifier` and `page`; there is no file handler at all.
+    The server object carries `classifier` and `files` (the page's, in memory); there is no
+    file handler at all.
     """
     timeout = 30  # seconds a client may stall a request (socket timeout)
     disable_nagle_algorithm = True  # headers and body go out as separate writes
     protocol_version = 'HTTP/1.1'
 
     def do_GET(self):
-        """The page at / (any query string ignored); 404 for every other path."""
-        if urllib.parse.urlsplit(self.path).path in ('/', '/index.html'):
-            self._send(200, self.server.page, 'text/html; charset=utf-8')
+        """The page at / and its files by name (any query string ignored); 404 for every other path."""
+        name = urllib.parse.urlsplit(self.path).path.lstrip('/') or 'index.html'
+        if name in self.server.files:
+            self._send(200, self.server.files[name], CONTENT_TYPES[name.rpartition('.')[2]])
         else:
-            self._send_json(404, {'error': 'not found: the demo serves only / and POST /api/classify'})
+            self._send_json(404, {'error': 'not found: the demo serves its page and POST /api/classify'})
 
     def do_POST(self):
         """Classify the drawings in the JSON body; 400 with a message for any bad input."""
@@ -170,7 +169,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(body)))
         self.send_header('Cache-Control', 'no-store')
         self.send_header('X-Content-Type-Options', 'nosniff')
-        self.send_header('Content-Security-Policy', "default-src 'none'; script-src 'unsafe-inline'; "
+        self.send_header('Content-Security-Policy', "default-src 'none'; script-src 'self'; worker-src blob:; "
                          "style-src 'unsafe-inline'; connect-src 'self'")
         self.end_headers()
         self.wfile.write(body)
@@ -186,7 +185,7 @@ def make_server(classifier, host='127.0.0.1', port=8000):
     server = http.server.ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     server.classifier = classifier
-    server.page = page(classifier.ways)
+    server.files = webexport.files(classifier.algo)
     return server
 
 

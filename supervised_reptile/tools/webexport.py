@@ -29,7 +29,7 @@ from ..optimizers import SGD, Adam, Preconditioned
 
 WAYS = range(2, 6)  # classes the page has room for
 WEB = importlib.resources.files(__package__).joinpath('web')
-TFJS = 'vendor/tf.min.js'
+TFJS = 'vendor/tf.es2017.min.js'
 TFJS_LICENSE = 'vendor/LICENSE'
 
 
@@ -91,8 +91,8 @@ def files(algo):
         'index.html': read('index.html').encode('utf-8'),
         'page.js': read('page.js').encode('utf-8'),
         'engine.js': _script('REPTILE_WORKER_SOURCE', read(TFJS) + '\n' + read('worker.js'),
-                             'TensorFlow.js (Apache-2.0, see tf.min.js.LICENSE.txt) and the fine-tuning worker'),
-        'tf.min.js.LICENSE.txt': read(TFJS_LICENSE).encode('utf-8'),
+                             'TensorFlow.js (Apache-2.0, see tfjs.LICENSE.txt) and the fine-tuning worker'),
+        'tfjs.LICENSE.txt': read(TFJS_LICENSE).encode('utf-8'),
         'model.js': model_script(algo),
         'default.js': _script('REPTILE_DEFAULT_DRAWING', {'paths': default['paths']},
                               "the original demo's default drawing (MIT, OpenAI's supervised-reptile)"),

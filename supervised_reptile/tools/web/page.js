@@ -3,7 +3,7 @@
 // on them in a Web Worker (worker.js, TensorFlow.js), and shows the query's class
 // probabilities. With ?engine=server (pages served by `python -m supervised_reptile.demo`)
 // the Python server fine-tunes instead. ?backend=cpu|webgl picks TensorFlow.js's backend
-// (default: WebGL where the browser has it).
+// (default: WebGL where the browser runs it on a GPU, else the CPU).
 //
 // Globals from the exported scripts: REPTILE_MODEL (model.js), REPTILE_WORKER_SOURCE
 // (engine.js: TensorFlow.js + worker.js as one string, as a worker is built from a Blob:

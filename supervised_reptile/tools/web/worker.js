@@ -2,20 +2,26 @@
 // source; see page.js). It keeps the exported model and answers one job at a time:
 //
 //   {type: 'init', model, backend}  -> {type: 'ready', backend}
-//   {type: 'classify', id, images}  -> {type: 'answer', id, probs, ms}   (or {type: 'error', message})
+//   {type: 'classify', images}      -> {type: 'answer', probs, ms}   (or {type: 'error', message})
 //
 // `images` is a Float32Array of (ways + 1) 28x28 images, 1 = background: the support
 // images in class order, then the query. The network, loss and update rules are the
 // package's (supervised_reptile/models.py, reptile.py, optimizers.py): 4 x [conv 3x3
 // stride 2 'same' (+ bias); batch norm with the batch's own statistics (epsilon 1e-3);
 // ReLU], flatten, dense; the loss is the sum over the mini-batch of the softmax
-// cross-entropies; each step updates every weight with the model's rule; the query is
-// classified in a batch of the support images plus the query.
+// cross-entropies; each step updates every weight with the model's rule on the exported
+// mini-batches; the query is classified in a batch of the support images plus the query.
+//
+// TensorFlow.js computes the network and its gradients. Three parts are written out here
+// because TensorFlow.js's CPU backend runs them slowly (measured per kernel with
+// tf.profile on the web-demo model): the convolution's filter gradient, batch norm with
+// ReLU (few kernels instead of TensorFlow.js's many), and the optimizer update, which runs
+// as one loop over plain float32 arrays instead of ~6 kernels per weight tensor.
 'use strict';
 
 const BN_EPSILON = 1e-3;
-const f32 = Math.fround;  // scalars as float32, as TensorFlow computes the update's hyper-parameters
-let model = null;  // {rule, params: [tf.Tensor], slots: [tf.Tensor]} once initialized
+const f32 = Math.fround;  // float32 arithmetic, as TensorFlow's update kernels compute
+let model = null;  // {rule, shapes, params: [Float32Array], slots: [Float32Array]} once initialized
 
 self.onmessage = async (event) => {
   const job = event.data;
@@ -27,58 +33,92 @@ self.onmessage = async (event) => {
     } else {
       const start = performance.now();
       const probs = classify(job.images);
-      self.postMessage({type: 'answer', id: job.id, probs, ms: performance.now() - start});
+      self.postMessage({type: 'answer', probs, ms: performance.now() - start});
     }
   } catch (err) {
-    self.postMessage({type: 'error', id: job.id, message: String(err && err.message || err)});
+    self.postMessage({type: 'error', message: String(err && err.message || err)});
   }
 };
 
-// Whether WebGL runs here (browsers without a GPU or software GL have none).
+// Whether WebGL runs here on a GPU. Browsers without one either have no WebGL or emulate
+// it in software (SwiftShader, llvmpipe), where TensorFlow.js's CPU backend is faster.
 async function webglWorks() {
   try {
-    return await tf.setBackend('webgl');
+    if (!(await tf.setBackend('webgl'))) return false;
+    const gl = tf.backend().gpgpu.gl, info = gl.getExtension('WEBGL_debug_renderer_info');
+    return !/swiftshader|llvmpipe|software/i.test(info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : '');
   } catch (err) {
     return false;
   }
 }
 
-// The model's weights and second moments as tensors, from the float32 buffer of the export.
+// The weights, then (but for SGD) their second moments, from the export's float32 buffer.
 function load({rule, shapes, buffer}) {
   const values = new Float32Array(buffer);
+  const sizes = shapes.map((shape) => shape.reduce((a, b) => a * b, 1));
   let offset = 0;
-  const take = (shape) => {
-    const size = shape.reduce((a, b) => a * b, 1);
-    const tensor = tf.tensor(values.subarray(offset, offset + size), shape, 'float32');
-    offset += size;
-    return tensor;
-  };
-  const params = shapes.map(take);
-  const slots = rule.optimizer === 'sgd' ? [] : shapes.map(take);
-  return {rule, params, slots};
+  const take = (size) => values.slice(offset, (offset += size));
+  const params = sizes.map(take);
+  return {rule, shapes, params, slots: rule.optimizer === 'sgd' ? [] : sizes.map(take)};
 }
 
-// Logits [n, ways] of the network with weights `params` on images [n, 28, 28].
+// Logits [n, ways] of the network with weights `params` (tensors) on images [n, 28, 28].
 function logits(params, images) {
   const [n, size] = images.shape;
   let out = images.reshape([n, size, size, 1]);
   let i = 0;
   for (let block = 0; block < 4; block++) {
-    out = tf.conv2d(out, params[i++], 2, 'same');
-    if (model.rule.conv_bias) out = tf.add(out, params[i++]);
-    out = tf.relu(batchNorm(out, params[i], params[i + 1]));
+    out = conv(out, params[i++]);
+    const shape = out.shape;
+    let columns = out.reshape([-1, shape[3]]);
+    if (model.rule.conv_bias) columns = tf.add(columns, rowsOf(params[i++], columns.shape[0]));
+    out = normRelu(columns, params[i], params[i + 1]).reshape(shape);
     i += 2;
   }
   return tf.add(tf.matMul(out.reshape([n, -1]), params[i]), params[i + 1]);
 }
 
-// Batch norm with the batch's own statistics, in tf.nn.batch_normalization's form:
-// x * inv + (beta - mean * inv), inv = gamma / sqrt(variance + epsilon).
-function batchNorm(x, gamma, beta) {
-  const {mean, variance} = tf.moments(x, [0, 1, 2]);
-  const inv = tf.mul(tf.rsqrt(tf.add(variance, BN_EPSILON)), gamma);
-  return tf.add(tf.mul(x, inv), tf.sub(beta, tf.mul(mean, inv)));
+// Convolution 3x3, stride 2, 'same' padding (TensorFlow's kernels), with the filter
+// gradient as a dilated convolution (TensorFlow.js's own filter-gradient kernel took 2/3
+// of a step).
+const conv = tf.customGrad((x, kernel, save) => {
+  save([x, kernel]);
+  return {value: tf.conv2d(x, kernel, 2, 'same'), gradFunc: (dy, [x, kernel]) => [
+    tf.conv2dTranspose(dy, kernel, x.shape, 2, 'same'), filterGradient(x, dy)]};
+});
+
+// d loss / d kernel [3, 3, in, out] of a stride-2 'same' convolution of x with output gradient dy.
+function filterGradient(x, dy) {
+  const size = x.shape[1], out = dy.shape[1];
+  const total = Math.max(2 * (out - 1) + 3 - size, 0), before = Math.floor(total / 2);  // as TensorFlow pads
+  const padded = tf.pad(x, [[0, 0], [before, total - before], [before, total - before], [0, 0]]);
+  const grad = tf.conv2d(padded.transpose([3, 1, 2, 0]), dy.transpose([1, 2, 0, 3]), 1, 'valid', 'NHWC', 2);
+  return grad.transpose([1, 2, 0, 3]);
 }
+
+// A per-channel vector [C] repeated for every row of a [rows, C] matrix. A matrix product:
+// TensorFlow.js's CPU kernels for broadcasting arithmetic index every element (slow).
+function rowsOf(vector, rows) {
+  return tf.matMul(tf.ones([rows, 1]), vector.reshape([1, -1]));
+}
+
+// ReLU of batch norm of x [pixels, channels] with the batch's own statistics (means over
+// pixels as matrix products), and its gradient in closed form (few kernels).
+const normRelu = tf.customGrad((x, gamma, beta, save) => {
+  const pixels = x.shape[0], average = tf.fill([1, pixels], 1 / pixels);
+  const centered = tf.sub(x, rowsOf(tf.matMul(average, x), pixels));
+  const scale = tf.rsqrt(tf.add(tf.matMul(average, tf.square(centered)), BN_EPSILON));
+  const normalized = tf.mul(centered, rowsOf(scale, pixels));
+  const out = tf.relu(tf.add(tf.mul(normalized, rowsOf(gamma, pixels)), rowsOf(beta, pixels)));
+  save([normalized, scale, gamma, out, average]);
+  return {value: out, gradFunc: (dout, [normalized, scale, gamma, out, average]) => {
+    const dy = tf.mul(dout, tf.step(out));
+    const meanDy = tf.matMul(average, dy), meanDyNormalized = tf.matMul(average, tf.mul(dy, normalized));
+    const centeredDy = tf.sub(dy, tf.add(rowsOf(meanDy, pixels), tf.mul(normalized, rowsOf(meanDyNormalized, pixels))));
+    const dx = tf.mul(rowsOf(tf.mul(gamma, scale.reshape(gamma.shape)), pixels), centeredDy);
+    return [dx, tf.mul(meanDyNormalized, pixels).reshape(gamma.shape), tf.mul(meanDy, pixels).reshape(gamma.shape)];
+  }};
+});
 
 // The summed softmax cross-entropy of `images` [n, 28, 28] with integer `labels` [n].
 function loss(params, images, labels) {
@@ -86,43 +126,54 @@ function loss(params, images, labels) {
   return tf.neg(tf.sum(tf.mul(tf.oneHot(labels, ways), tf.logSoftmax(logits(params, images)))));
 }
 
+// Gradients (Float32Arrays) of the loss on the support images `batch` (indices = labels).
+function gradients(params, support, batch) {
+  return tf.tidy(() => {
+    const tensors = params.map((p, k) => tf.tensor(p, model.shapes[k], 'float32'));
+    const labels = tf.tensor1d(batch, 'int32');
+    const grads = tf.grads((...ps) => loss(ps, tf.gather(support, labels), labels))(tensors);
+    return grads.map((g) => g.dataSync());
+  });
+}
+
 // Query probabilities after fine-tuning on the support images: the model's own rule.
 function classify(flat) {
   const rule = model.rule, size = 28, ways = flat.length / (size * size) - 1;
+  const params = model.params.map((p) => p.slice()), slots = model.slots.map((s) => s.slice());
   const all = tf.tensor(flat, [ways + 1, size, size], 'float32');
   const support = all.slice(0, ways);
-  let params = model.params.map((p) => p.clone());
-  let slots = model.slots.map((s) => s.clone());
-  let beta2Power = f32(rule.beta2_power || 0);
+  const powers = {beta1: f32(rule.beta1_power || 0), beta2: f32(rule.beta2_power || 0)};
   for (const batch of rule.batches) {
-    const next = tf.tidy(() => {
-      const indices = tf.tensor1d(batch, 'int32');
-      const images = tf.gather(support, indices);
-      const grads = tf.grads((...ps) => loss(ps, images, indices))(params);
-      return update(params, slots, grads, beta2Power);
-    });
-    params.concat(slots).forEach((t) => t.dispose());
-    [params, slots] = next;
-    beta2Power = f32(beta2Power * f32(rule.beta2 || 0));
+    const grads = gradients(params, support, batch);
+    params.forEach((p, k) => update(p, grads[k], slots[k], powers));
+    powers.beta1 = f32(powers.beta1 * f32(rule.beta1 || 0));
+    powers.beta2 = f32(powers.beta2 * f32(rule.beta2 || 0));
   }
-  const row = tf.tidy(() => logits(params, all).slice([ways, 0], [1, ways]).dataSync());
-  params.concat(slots, [all, support]).forEach((t) => t.dispose());
+  const row = tf.tidy(() => {
+    const tensors = params.map((p, k) => tf.tensor(p, model.shapes[k], 'float32'));
+    return logits(tensors, all).slice([ways, 0], [1, ways]).dataSync();
+  });
+  tf.dispose([all, support]);
   return softmax(Array.from(row));
 }
 
-// One optimizer step: [new params, new slots] (as optimizers.py: Adam with beta1 = 0, so
-// its first moment is the gradient; the web demo's fixed preconditioner; or SGD).
-function update(params, slots, grads, beta2Power) {
-  const rule = model.rule, lr = f32(rule.learning_rate);
-  if (rule.optimizer === 'sgd') return [params.map((p, k) => tf.sub(p, tf.mul(lr, grads[k]))), []];
-  if (rule.optimizer === 'preconditioned') {
-    return [params.map((p, k) => tf.sub(p, tf.div(tf.mul(lr, grads[k]), tf.add(tf.sqrt(slots[k]), f32(rule.epsilon))))),
-            slots.map((s) => s.clone())];
+// One optimizer step on weights `p` (in place) with gradient `g`, in float32 as
+// optimizers.py applies it: SGD; the web demo's p -= lr * g / (sqrt(v) + eps) with fixed v;
+// or Adam with beta1 = 0 (TensorFlow's ApplyAdam: its first moment is then the gradient).
+function update(p, g, v, powers) {
+  const rule = model.rule, lr = f32(rule.learning_rate), eps = f32(rule.epsilon);
+  if (rule.optimizer === 'sgd') {
+    for (let j = 0; j < p.length; j++) p[j] -= f32(g[j] * lr);
+  } else if (rule.optimizer === 'preconditioned') {
+    for (let j = 0; j < p.length; j++) p[j] -= f32(f32(lr * g[j]) / f32(f32(Math.sqrt(v[j])) + eps));
+  } else {
+    const alpha = f32(f32(lr * f32(Math.sqrt(f32(1 - powers.beta2)))) / f32(1 - powers.beta1));
+    const rate = f32(1 - f32(rule.beta2));
+    for (let j = 0; j < p.length; j++) {
+      v[j] += f32(f32(f32(g[j] * g[j]) - v[j]) * rate);
+      p[j] -= f32(f32(g[j] * alpha) / f32(f32(Math.sqrt(v[j])) + eps));
+    }
   }
-  const step = f32(f32(lr * f32(Math.sqrt(f32(1 - beta2Power)))) / f32(1 - f32(rule.beta1_power)));
-  const moments = slots.map((v, k) => tf.add(v, tf.mul(tf.sub(tf.square(grads[k]), v), f32(1 - f32(rule.beta2)))));
-  return [params.map((p, k) => tf.sub(p, tf.div(tf.mul(grads[k], step), tf.add(tf.sqrt(moments[k]), f32(rule.epsilon))))),
-          moments];
 }
 
 // Softmax in double precision, as fewshot.classify computes it from the float32 logits.
