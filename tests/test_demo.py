@@ -1,11 +1,12 @@
-"""The web demo: its JSON API on a live server (good, bad and concurrent requests, no file
-access), its command line, and the page end to end in headless Chromium driven by Selenium."""
+"""The web demo server: its JSON API on a live server (good, bad and concurrent requests, no
+file access), the exported page it serves, its command line, and the page end to end on the
+Python engine in headless Chromium driven by Selenium (tests/test_webpage.py tests the page
+on the browser's own engine)."""
 
 import http.client
 import json
 import math
-import os
-import shutil
+import re
 import threading
 
 import pytest
@@ -13,8 +14,6 @@ import pytest
 from supervised_reptile import demo, drawing
 from supervised_reptile.errors import guarded
 
-CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
-CHROMEDRIVER = os.environ.get('CHROMEDRIVER', '/usr/bin/chromedriver')
 
 # Three distinct characters, in canvas fractions: a circle, an X, a Z.
 CIRCLE = [[[round(0.5 + 0.3 * math.cos(a / 12 * math.pi), 3), round(0.5 + 0.3 * math.sin(a / 12 * math.pi), 3)]
@@ -132,11 +131,16 @@ def test_no_other_path_is_served(server, method, path):
     assert status == 404 and 'not found' in result['error']
 
 
-def test_page_is_self_contained(server):
-    """The page loads nothing from the network: no external URL anywhere in it."""
+def test_serves_the_exported_page(server, model_path, tmp_path):
+    """/ and every script the page loads are the files `reptile-export --web` writes."""
+    from supervised_reptile import export
+    export.main([str(model_path), '--web', str(tmp_path)])
     status, page = request(server, 'GET', '/')
-    assert status == 200 and b'/api/classify' in page
-    assert b'http:' not in page and b'https:' not in page and b'data-ways="3"' in page
+    assert status == 200 and page == (tmp_path / 'index.html').read_bytes()
+    scripts = re.findall(r'<script src="([^"]+)"', page.decode())
+    assert 'model.js' in scripts and 'engine.js' in scripts
+    for name in scripts:
+        assert request(server, 'GET', '/' + name) == (200, (tmp_path / name).read_bytes())
 
 
 def test_cli_without_model_says_how_to_get_one(capsys):
@@ -167,26 +171,6 @@ def test_checkpoint_models_work(shared_dir):
 # --- End to end in a real browser ------------------------------------------------------------
 
 
-@pytest.fixture(scope='module')
-def browser(tmp_path_factory):
-    """Headless Chromium under Selenium, from the system packages (nothing is downloaded)."""
-    webdriver = pytest.importorskip('selenium.webdriver', reason='selenium is not installed (pip install selenium)')
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not shutil.which(path):
-            pytest.skip(f'{path} is absent (apt-get install chromium chromium-driver)')
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
-                 '--disable-background-networking', '--disable-component-update', '--disable-sync',
-                 '--window-size=1000,900', f'--user-data-dir={tmp_path_factory.mktemp("chromium-profile")}'):
-        options.add_argument(flag)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv('SE_OFFLINE', 'true')  # never let Selenium Manager look for downloads
-        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
-
-
 def draw(driver, canvas, strokes):
     """Draw strokes (lists of canvas fractions) on `canvas` with real pointer actions."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -201,31 +185,25 @@ def draw(driver, canvas, strokes):
     actions.perform()
 
 
-def shown_probs(driver, before):
-    """Wait for the answer to the latest request after request number `before`; its bars' probabilities."""
-    from selenium.webdriver.support.ui import WebDriverWait
-    settled = ("const c = document.getElementById('chart');"
-               "return +c.dataset.requested > arguments[0] && c.dataset.shown === c.dataset.requested;")
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script(settled, before),
-                                    message=driver.find_element('id', 'status').text)
-    return [float(bar.get_attribute('data-prob')) for bar in driver.find_elements('css selector', '.bar')]
-
-
-def test_browser_end_to_end(browser, server, tmp_path):
-    """Draw three classes and, in turn, a copy of each as the query: the bar chart shows
-    probabilities summing to 1 with the copied class on top."""
-    browser.get('http://%s:%d/' % server)
+def test_browser_end_to_end_on_the_python_engine(browser, server, tmp_path):
+    """The page with ?engine=server: clear the boxes, draw three classes and, in turn, a copy of
+    each as the query with real pointer actions: the server's answer puts the copied class on
+    top, and the bars show it."""
+    browser.get('http://%s:%d/?engine=server' % server)
     canvases = browser.find_elements('css selector', 'canvas.draw')
+    buttons = browser.find_elements('css selector', '.cell button')
     assert len(canvases) == 4
-    for canvas, shape in zip(canvases, SHAPES):
+    for button, canvas, shape in zip(buttons, canvases, SHAPES):
+        button.click()
         draw(browser, canvas, shape)
-    clear_query = browser.find_elements('css selector', '.cell.query button')[0]
     for k, shape in enumerate(SHAPES):
-        clear_query.click()
-        before = int(browser.find_element('id', 'chart').get_attribute('data-requested'))
+        buttons[3].click()
         draw(browser, canvases[3], shape)
-        probs = shown_probs(browser, before)
-        assert len(probs) == 3 and abs(sum(probs) - 1) < 0.01, probs
-        assert max(range(3), key=probs.__getitem__) == k, probs
+        result = browser.execute_async_script(
+            'window.reptileDemo.answerFor(null).then(arguments[arguments.length - 1]);')
+        assert result['backend'] == 'python' and abs(sum(result['probs']) - 1) < 1e-6
+        assert max(range(3), key=result['probs'].__getitem__) == k, result['probs']
+        shown = [float(bar.get_attribute('data-prob')) for bar in browser.find_elements('css selector', '.bar')]
+        assert shown == result['probs']
     assert 'Error' not in browser.find_element('id', 'status').text
     browser.save_screenshot(str(tmp_path / 'demo.png'))
