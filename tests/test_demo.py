@@ -185,25 +185,37 @@ def draw(driver, canvas, strokes):
     actions.perform()
 
 
-def test_browser_end_to_end_on_the_python_engine(browser, server, tmp_path):
-    """The page with ?engine=server: clear the boxes, draw three classes and, in turn, a copy of
-    each as the query with real pointer actions: the server's answer puts the copied class on
-    top, and the bars show it."""
-    browser.get('http://%s:%d/?engine=server' % server)
+def answers_to_drawn_copies(browser):
+    """Clear the page's boxes, draw SHAPES as the classes with real pointer actions, then a
+    copy of each as the query in turn: the page's answer {probs, backend, ...} to each copy."""
     canvases = browser.find_elements('css selector', 'canvas.draw')
     buttons = browser.find_elements('css selector', '.cell button')
-    assert len(canvases) == 4
+    assert len(canvases) == len(buttons) == 4
     for button, canvas, shape in zip(buttons, canvases, SHAPES):
         button.click()
         draw(browser, canvas, shape)
-    for k, shape in enumerate(SHAPES):
+    answers = []
+    for shape in SHAPES:
         buttons[3].click()
         draw(browser, canvases[3], shape)
-        result = browser.execute_async_script(
-            'window.reptileDemo.answerFor(null).then(arguments[arguments.length - 1]);')
+        answers.append(browser.execute_async_script(  # the answer for the drawings as they are now
+            'window.reptileDemo.answerFor(null).then(arguments[arguments.length - 1]);'))
+    return answers
+
+
+def shown_probs(browser):
+    """The probabilities of the page's bars."""
+    return [float(bar.get_attribute('data-prob')) for bar in browser.find_elements('css selector', '.bar')]
+
+
+def test_browser_end_to_end_on_the_python_engine(browser, server, tmp_path):
+    """The page with ?engine=server: each drawn copy of a class is classified as that class
+    by the server, and the bars show its answer."""
+    browser.get('http://%s:%d/?engine=server' % server)
+    answers = answers_to_drawn_copies(browser)
+    for k, result in enumerate(answers):
         assert result['backend'] == 'python' and abs(sum(result['probs']) - 1) < 1e-6
         assert max(range(3), key=result['probs'].__getitem__) == k, result['probs']
-        shown = [float(bar.get_attribute('data-prob')) for bar in browser.find_elements('css selector', '.bar')]
-        assert shown == result['probs']
+    assert shown_probs(browser) == answers[-1]['probs']
     assert 'Error' not in browser.find_element('id', 'status').text
     browser.save_screenshot(str(tmp_path / 'demo.png'))

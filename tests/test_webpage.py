@@ -218,19 +218,11 @@ def test_missing_or_corrupt_files_are_named_on_the_page(browser, webdemo_page, t
 
 
 def test_drawing_with_the_pointer_fine_tunes_in_the_browser(browser, webdemo_page):
-    """Clear the boxes, draw three shapes and a copy of each as the query with real pointer
-    actions: the copied class wins every time."""
-    from test_demo import SHAPES, draw
+    """Drawn with real pointer actions, each copy of a class is classified as that class in
+    the browser, and the bars show the answer."""
+    from test_demo import answers_to_drawn_copies, shown_probs
     open_page(browser, webdemo_page, '?backend=cpu')
-    canvases = browser.find_elements('css selector', 'canvas.draw')
-    buttons = browser.find_elements('css selector', '.cell button')
-    for button, canvas, shape in zip(buttons, canvases, SHAPES):
-        button.click()
-        draw(browser, canvas, shape)
-    for k, shape in enumerate(SHAPES):
-        buttons[3].click()
-        draw(browser, canvases[3], shape)
-        probs = answer(browser, None)['probs']  # for the drawings as they are now
-        assert int(np.argmax(probs)) == k, probs
-    shown = [float(bar.get_attribute('data-prob')) for bar in browser.find_elements('css selector', '.bar')]
-    assert shown == probs
+    answers = answers_to_drawn_copies(browser)
+    for k, result in enumerate(answers):
+        assert result['backend'] == 'cpu' and int(np.argmax(result['probs'])) == k, result['probs']
+    assert shown_probs(browser) == answers[-1]['probs']

@@ -68,7 +68,7 @@ function logits(params, images) {
   let out = images.reshape([n, size, size, 1]);
   let i = 0;
   for (let block = 0; block < 4; block++) {
-    out = conv(out, params[i++]);
+    out = (block ? conv : firstConv)(out, params[i++]);
     const shape = out.shape;
     let columns = out.reshape([-1, shape[3]]);
     if (model.rule.conv_bias) columns = tf.add(columns, rowsOf(params[i++], columns.shape[0]));
@@ -81,11 +81,13 @@ function logits(params, images) {
 // Convolution 3x3, stride 2, 'same' padding (TensorFlow's kernels), with the filter
 // gradient as a dilated convolution (TensorFlow.js's own filter-gradient kernel took 2/3
 // of a step).
-const conv = tf.customGrad((x, kernel, save) => {
+// The first layer's input gradient (the images') is never used: zeros, not a convolution.
+const convolution = (inputGradient) => tf.customGrad((x, kernel, save) => {
   save([x, kernel]);
   return {value: tf.conv2d(x, kernel, 2, 'same'), gradFunc: (dy, [x, kernel]) => [
-    tf.conv2dTranspose(dy, kernel, x.shape, 2, 'same'), filterGradient(x, dy)]};
+    inputGradient ? tf.conv2dTranspose(dy, kernel, x.shape, 2, 'same') : tf.zerosLike(x), filterGradient(x, dy)]};
 });
+const firstConv = convolution(false), conv = convolution(true);
 
 // d loss / d kernel [3, 3, in, out] of a stride-2 'same' convolution of x with output gradient dy.
 function filterGradient(x, dy) {
