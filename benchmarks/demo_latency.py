@@ -5,7 +5,8 @@ engines, beside the original project's own page.
                                       [--backends cpu webgl]
 
 Every engine answers the original demo's default drawing (../shared/data/webdemo/
-default_drawing.json), after one warm-up answer:
+default_drawing.json), after WARM_UP answers (the JavaScript engines compile their hot
+code during the first few):
 - `python`: the demo server's Classifier (drawing.py, fewshot.classify), in this process;
 - `browser-<backend>`: the page `reptile-export MODEL --web` writes, opened from disk in
   headless Chromium, fine-tuning in its worker on TensorFlow.js's backend (the time the
@@ -35,6 +36,7 @@ from supervised_reptile import checkpoint, export, fewshot
 
 WEBDEMO = pathlib.Path(os.environ.get('SHARED_DIR', pathlib.Path(__file__).resolve().parents[2] / 'shared')) \
     / 'data' / 'webdemo'
+WARM_UP = 3
 CHROME_FLAGS = ('--headless=new', '--no-sandbox', '--enable-unsafe-swiftshader', '--disable-dev-shm-usage',
                 '--no-first-run', '--disable-background-networking', '--disable-component-update', '--window-size=1000,900')
 OURS = ('const d = window.reptileDemo, done = arguments[arguments.length - 1];'
@@ -98,7 +100,8 @@ def pages_to_time(args, folder):
     backend, and the original's page if --original-git builds."""
     pages = {}
     for i, model in enumerate(args.model):
-        export.main([model, '--web', str(folder / f'page{i}')])
+        with contextlib.redirect_stdout(sys.stderr):  # stdout: JSON lines only
+            export.main([model, '--web', str(folder / f'page{i}')])
         for backend in args.backends:
             pages[(f'browser-{backend}', model)] = ((folder / f'page{i}' / 'index.html').as_uri()
                                                     + f'?backend={backend}', OURS)
@@ -113,7 +116,7 @@ def pages_to_time(args, folder):
 
 def time_pages(pages, repeats):
     """{key: [seconds per answer]} for pages {key: (URL, script)}, each in its own Chromium,
-    answered in turns (one warm-up answer each first)."""
+    answered in turns (after WARM_UP answers each)."""
     times = {key: [] for key in pages}
     with contextlib.ExitStack() as stack:
         drivers = {key: stack.enter_context(chromium()) for key in pages}
@@ -127,14 +130,15 @@ def time_pages(pages, repeats):
 
 
 def wait_until_ready(driver, script):
-    """Wait for the page's first answer (ours) or its UI (the original's), then warm up once."""
+    """Wait for the page's first answer (ours) or its UI (the original's), then warm up."""
     for _ in range(1200):
         if driver.execute_script('return !!(window.UI || (window.reptileDemo && (window.reptileDemo.last || '
                                  'window.reptileDemo.error)))'):
             break
         time.sleep(0.1)
-    if driver.execute_async_script(script) is None:
-        raise SystemExit(f'{driver.current_url}: ' + driver.find_element('id', 'status').text)
+    for _ in range(WARM_UP):
+        if driver.execute_async_script(script) is None:
+            raise SystemExit(f'{driver.current_url}: ' + driver.find_element('id', 'status').text)
 
 
 def main():
