@@ -11,7 +11,7 @@ setup(
     version=VERSION,
     description='Reptile and first-order MAML for few-shot classification (TensorFlow 2 / Keras 3)',
     packages=find_packages(include=['supervised_reptile', 'supervised_reptile.*']),
-    package_data={'supervised_reptile.tools': ['web/*.html', 'web/*.js', 'web/*.json', 'web/vendor/*']},
+    package_data={'supervised_reptile.tools': ['web/*.html', 'web/*.js', 'web/*.json', 'web/*.LICENSE', 'web/vendor/*']},
     py_modules=['run_omniglot', 'run_miniimagenet'],
     license='MIT',
     python_requires='>=3.11',

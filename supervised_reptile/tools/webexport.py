@@ -93,9 +93,10 @@ def files(algo):
         'engine.js': _script('REPTILE_WORKER_SOURCE', read(TFJS) + '\n' + read('worker.js'),
                              'TensorFlow.js (Apache-2.0, see tfjs.LICENSE.txt) and the fine-tuning worker'),
         'tfjs.LICENSE.txt': read(TFJS_LICENSE).encode('utf-8'),
+        'default_drawing.LICENSE.txt': read('default_drawing.LICENSE').encode('utf-8'),
         'model.js': model_script(algo),
         'default.js': _script('REPTILE_DEFAULT_DRAWING', {'paths': default['paths']},
-                              "the original demo's default drawing (MIT, OpenAI's supervised-reptile)"),
+                              "the original demo's default drawing (MIT, see default_drawing.LICENSE.txt)"),
     }
 
 

@@ -269,7 +269,7 @@ async function start() {
     say(err.message, true);
     return;
   }
-  const paths = self.REPTILE_DEFAULT_DRAWING.paths;
+  const paths = (self.REPTILE_DEFAULT_DRAWING || {paths: [[]]}).paths;  // without default.js: empty boxes
   cells.forEach((cell, i) => { cell.strokes = i === cells.length - 1 ? paths[paths.length - 1] : paths[i] || []; redraw(cell); });
   update();
 }
