@@ -130,6 +130,7 @@ FLAGS = _declare(
     Flag('--split', str, 'test', 'split to evaluate on: train, val (Mini-ImageNet) or test'),
     Flag('--tf1', str, None, 'write a TF1 checkpoint folder (original names)', metavar='OUT_DIR'),
     Flag('--keras', str, None, 'write a Keras model file', metavar='OUT.keras'),
+    Flag('--web', str, None, 'write the demo as a static web page (an Omniglot model)', metavar='OUT_DIR'),
     Flag('--ways', int, 3, 'classes of the demo', low=2, high=5),
     Flag('--port', int, 8000, 'port (0: any free one)', low=0, high=65535),
     Flag('--host', str, '127.0.0.1', 'address to bind (127.0.0.1: this machine only)'),

@@ -1,8 +1,12 @@
 """Interactive few-shot demo in the browser: draw one example per class, then a query.
 
-    python -m supervised_reptile.demo --model PATH [--ways 3] [--port 8000] [--host 127.0.0.1]
+    python -m supervised_reptile.demo [--model PATH] [--ways 3] [--port 8000] [--host 127.0.0.1]
 
-Serves one page (from memory) and one JSON API on 127.0.0.1 by default:
+Without --model it serves the published web-demo weights that ship with the package.
+
+Serves, on 127.0.0.1 by default, the web page that `reptile-export MODEL --web` writes for
+the model (`tools.webexport`, built in memory: the page fine-tunes in the browser), and a
+JSON API that fine-tunes in Python, which the page uses when opened as /?engine=server:
 
     POST /api/classify  {"drawings": [class 1, ..., class N, query]}
     -> 200 {"probs": [N floats], "images": [N + 1 images of 28 rows of 0/1], "ms": time}
@@ -14,236 +18,29 @@ Serves one page (from memory) and one JSON API on 127.0.0.1 by default:
 
 Each drawing is a list of strokes of [x, y] points (canvas fractions). The server
 rasterizes them with `drawing` (as the original web demo) and fine-tunes the model on the
-support drawings exactly as `fewshot` does (`finetune.classify`, the model's own rule). The
-standard library's http.server is enough: requests are small, and a lock serializes the
-model calls. No request touches the file system.
+support drawings exactly as `fewshot` does (`finetune.classify`, the model's own rule); see
+`tools.server`.
 """
 
-import http.server
-import importlib.resources
-import ipaddress
-import json
 import sys
-import threading
-import time
-import traceback
-import urllib.parse
 
+from .args import parse, parser
+from .assets import WEBDEMO
+from .errors import InputError, guarded
 from .running.startup import quiet_tensorflow
-
-quiet_tensorflow()  # before the imports below, which start TensorFlow
-
-import numpy as np  # noqa: E402
-
-from .running import checkpoint  # noqa: E402
-from .tools import drawing  # noqa: E402
-from .tools import finetune  # noqa: E402
-from .args import parse, parser  # noqa: E402
-from .errors import guarded  # noqa: E402
-from .errors import Diverged, InputError  # noqa: E402
-
-MAX_BODY = 1 << 20   # bytes per request
-DRAIN_LIMIT = 8 << 20  # an oversized body is read up to this much before answering 400
-HOW_TO_GET_A_MODEL = (
-    'pass --model with a trained Omniglot model: the published web-demo parameters '
-    '(reptile_webdemo_omniglot_3way.npz, e.g. ../shared/data/webdemo/), or a checkpoint folder '
-    'trained with `python run_omniglot.py --classes 3 --checkpoint ckpt_demo ...` (then --model ckpt_demo)')
-
-
-def load_model(path, ways):
-    """The Reptile model at `path` (any format `checkpoint.load_pretrained` reads), checked to
-    be an Omniglot model with `ways` classes."""
-    if not path:
-        raise InputError(f'no model: {HOW_TO_GET_A_MODEL}')
-    algo = checkpoint.load_pretrained(path)
-    classes = algo.model.output_shape[-1]
-    if algo.model.name != 'omniglot':
-        raise InputError(f'{path} holds a {algo.model.name} model: the demo needs an Omniglot one')
-    if classes != ways:
-        raise InputError(f'{path} holds a {classes}-way model, not {ways}-way: pass --ways {classes}, '
-                         f'or train a model with run_omniglot.py --classes {ways}')
-    return algo
-
-
-class Classifier:
-    """Drawings in, query class probabilities out: rasterize, fine-tune, classify.
-
-    Thread-safe: rasterizing runs in parallel, the model calls one at a time (they reseed
-    Python's `random` and share the model's variables).
-    """
-
-    def __init__(self, algo):
-        self.algo = algo
-        self.ways = algo.model.output_shape[-1]
-        self.size = algo.model.input_shape[1]
-        self.steps = finetune.fine_tune_steps(algo, self.ways)
-        self.lock = threading.Lock()
-
-    def images(self, drawings):
-        """The support images and the query rasterized from JSON drawings; InputError if malformed."""
-        if not isinstance(drawings, list) or len(drawings) != self.ways + 1:
-            count = len(drawings) if isinstance(drawings, list) else 'no list of'
-            raise InputError(f'send {self.ways + 1} drawings ({self.ways} classes, then the query), '
-                             f'got {count}')
-        names = [f'class {i + 1}' for i in range(self.ways)] + ['the query']
-        return np.stack([drawing.rasterize(d, self.size, name) for d, name in zip(drawings, names)])
-
-    def __call__(self, drawings):
-        """(probabilities of the query's classes, the rasterized images)."""
-        images = self.images(drawings)
-        with self.lock:
-            probs = finetune.classify(self.algo, list(images[:-1]), images[-1], *self.steps)
-        return probs, images
-
-    def warm_up(self):
-        """Trace the model's tf.function once, so the first visitor waits no longer than the rest."""
-        lines = [[[[0, 0], [1, i / self.ways]]] for i in range(self.ways)]
-        self(lines + [lines[0]])
-
-
-def page(ways):
-    """The demo page (HTML, CSS and JS in one file, shipped with the package) for `ways` classes."""
-    text = importlib.resources.files(__package__).joinpath('demo_page.html').read_text(encoding='utf-8')
-    return text.replace('__WAYS__', str(ways)).encode('utf-8')
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    """GET / serves the page, POST /api/classify the model; everything else is 404.
-
-    The server object carries `classifier` and `page`; there is no file handler at all.
-    """
-    timeout = 30  # seconds a client may stall a request (socket timeout)
-    disable_nagle_algorithm = True  # headers and body go out as separate writes
-    protocol_version = 'HTTP/1.1'
-
-    def do_GET(self):
-        """The page at / (any query string ignored); 404 for every other path."""
-        if not self._host_allowed():
-            return
-        if urllib.parse.urlsplit(self.path).path in ('/', '/index.html'):
-            self._send(200, self.server.page, 'text/html; charset=utf-8')
-        else:
-            self._send_json(404, {'error': 'not found: the demo serves only / and POST /api/classify'})
-
-    def do_POST(self):
-        """Classify the drawings in the JSON body; 400 with a message for any bad input."""
-        if not self._host_allowed():
-            return
-        if urllib.parse.urlsplit(self.path).path != '/api/classify':
-            self.close_connection = True  # the body is left unread
-            self._send_json(404, {'error': 'not found: POST drawings to /api/classify'})
-            return
-        if self.headers.get_content_type() != 'application/json':
-            self.close_connection = True
-            self._send_json(415, {'error': 'send the drawings with Content-Type: application/json'})
-            return
-        start = time.perf_counter()
-        try:
-            probs, images = self.server.classifier(self._drawings())
-        except InputError as exc:
-            self._send_json(400, {'error': str(exc)})
-        except Diverged as exc:  # the model's answer is NaN: say so, as JSON
-            self._send_json(500, {'error': str(exc)})
-        except Exception:  # a bug: say so, log it, keep serving
-            self.log_error('%s', traceback.format_exc())
-            self._send_json(500, {'error': 'internal error (see the server log)'})
-        else:
-            self._send_json(200, {'probs': probs.tolist(), 'images': (images < 0.5).astype(int).tolist(),
-                                  'ms': round((time.perf_counter() - start) * 1000, 1)})
-
-    def _host_allowed(self):
-        """Whether the Host header names this server (see `allowed_hosts`); else answer 403."""
-        allowed = self.server.allowed_hosts
-        if allowed is None or (self.headers.get('Host') or '').lower() in allowed:
-            return True
-        self.close_connection = True
-        self._send_json(403, {'error': f'Host {self.headers.get("Host")!r} is not this server\'s: '
-                                       f'open http://{sorted(allowed)[0]}/'})
-        return False
-
-    def _drawings(self):
-        """The drawings of the JSON body {"drawings": [...]}; InputError if it is not that."""
-        try:
-            request = json.loads(self._body())
-        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deep
-            raise InputError(f'the body is not valid JSON ({exc.__class__.__name__})') from None
-        if not isinstance(request, dict) or 'drawings' not in request:
-            raise InputError('send a JSON object {"drawings": [...]}')
-        return request['drawings']
-
-    def _body(self):
-        """The request body (bytes); InputError when it is missing or larger than MAX_BODY."""
-        try:
-            length = int(self.headers.get('Content-Length', ''))
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            raise InputError('send the drawings as a JSON body with a Content-Length header')
-        if length > MAX_BODY:
-            self.close_connection = True
-            self.rfile.read(min(length, DRAIN_LIMIT))  # let the client finish sending, then answer
-            raise InputError(f'the request is {length} bytes, more than the limit of {MAX_BODY}')
-        return self.rfile.read(length)
-
-    def _send_json(self, status, obj):
-        """A JSON response."""
-        self._send(status, json.dumps(obj, allow_nan=False).encode('utf-8'), 'application/json')
-
-    def _send(self, status, body, content_type):
-        """A complete response with headers that keep the browser from loading anything else."""
-        self.send_response(status)
-        self.send_header('Content-Type', content_type)
-        self.send_header('Content-Length', str(len(body)))
-        self.send_header('Cache-Control', 'no-store')
-        self.send_header('X-Content-Type-Options', 'nosniff')
-        self.send_header('Content-Security-Policy', "default-src 'none'; script-src 'unsafe-inline'; "
-                         "style-src 'unsafe-inline'; connect-src 'self'")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_request(self, code='-', size='-'):
-        """Quiet: log failed requests only."""
-        if str(code).startswith(('4', '5')):
-            super().log_request(code, size)
-
-
-class Server(http.server.ThreadingHTTPServer):
-    """The standard threading server with a deeper listen queue: while the model works it
-    holds the interpreter, and the default backlog of 5 resets a burst of clients."""
-    request_queue_size = 128
-    daemon_threads = True
-
-
-LOOPBACK_NAMES = ('localhost', '127.0.0.1', '[::1]')
-
-
-def allowed_hosts(address, port):
-    """The Host headers a server bound to `address` (numeric) and `port` answers: on a
-    loopback address, its loopback names with the port (and without it on port 80);
-    elsewhere any (None): the names it is reached by are unknown."""
-    if not ipaddress.ip_address(address).is_loopback:
-        return None
-    return {f'{name}:{port}' for name in LOOPBACK_NAMES} | (set(LOOPBACK_NAMES) if port == 80 else set())
-
-
-def make_server(classifier, host='127.0.0.1', port=8000):
-    """A threading HTTP server for `classifier` (port 0: any free port; see server_address)."""
-    server = Server((host, port), Handler)
-    server.allowed_hosts = allowed_hosts(*server.server_address[:2])
-    server.classifier = classifier
-    server.page = page(classifier.ways)
-    return server
 
 
 def argument_parser():
-    """The command's flags."""
-    return parser(['model', 'ways', 'port', 'host'], __doc__.split('\n\n')[0])
+    """The command's flags; --model defaults to the published web-demo weights."""
+    return parser(['model', 'ways', 'port', 'host'], __doc__.split('\n\n')[0],
+                  defaults={'model': str(WEBDEMO / 'reptile_webdemo_omniglot_3way.npz')})
 
 
 def main(argv=None):
     """Parse flags, load and warm up the model, serve until Ctrl-C."""
     args = parse(argument_parser(), argv)
+    quiet_tensorflow()  # TensorFlow: only once the flags are valid
+    from .tools.server import Classifier, load_model, make_server
     classifier = Classifier(load_model(args.model, args.ways))
     classifier.warm_up()
     try:

@@ -11,7 +11,9 @@ import shutil
 
 import pytest
 
-from helpers import REPO_DIR, SHARED_DIR, run_fetch
+from supervised_reptile.assets import WEBDEMO
+
+from helpers import CHROMEDRIVER, CHROMIUM, REPO_DIR, SHARED_DIR, run_fetch
 
 
 @pytest.fixture(scope='session')
@@ -43,7 +45,7 @@ def omniglot_data(omniglot_mirror, tmp_path_factory):
 def webdemo():
     """The published web-demo files that ship with the package: model, default drawing, its
     tensors and probabilities."""
-    return REPO_DIR / 'supervised_reptile' / 'assets' / 'webdemo'
+    return WEBDEMO
 
 
 @pytest.fixture(scope='module')
@@ -59,3 +61,25 @@ def original_ckpt(shared_dir, tmp_path_factory):
         if path.name == 'checkpoint' or path.name.startswith('model.ckpt-2999.'):
             shutil.copyfile(path, dest / path.name)
     return dest
+
+
+@pytest.fixture(scope='session')
+def browser(tmp_path_factory):
+    """Headless Chromium under Selenium, from the system packages (nothing is downloaded).
+    WebGL, where Chromium has it, runs in software (SwiftShader): the web pages' tests use it."""
+    webdriver = pytest.importorskip('selenium.webdriver', reason='selenium is not installed (pip install selenium)')
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not shutil.which(path):
+            pytest.skip(f'{path} is absent (apt-get install chromium chromium-driver)')
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ('--headless=new', '--no-sandbox', '--enable-unsafe-swiftshader', '--disable-dev-shm-usage',
+                 '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                 '--window-size=1000,900', f'--user-data-dir={tmp_path_factory.mktemp("chromium-profile")}'):
+        options.add_argument(flag)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('SE_OFFLINE', 'true')  # never let Selenium Manager look for downloads
+        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    driver.set_script_timeout(300)
+    yield driver
+    driver.quit()

@@ -14,6 +14,8 @@ from PIL import Image
 
 REPO_DIR = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DIR = pathlib.Path(os.environ.get('SHARED_DIR') or REPO_DIR.parent / 'shared')  # set but empty: unset
+CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
+CHROMEDRIVER = os.environ.get('CHROMEDRIVER', '/usr/bin/chromedriver')
 
 SCRIPTS = {'omniglot': REPO_DIR / 'run_omniglot.py', 'miniimagenet': REPO_DIR / 'run_miniimagenet.py'}
 

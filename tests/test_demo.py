@@ -1,21 +1,23 @@
-"""The web demo: its JSON API on a live server (good, bad and concurrent requests, no file
-access), its command line, and the page end to end in headless Chromium driven by Selenium."""
+"""The web demo server: its JSON API on a live server (good, bad and concurrent requests, no
+file access), the exported page it serves, its command line, and the page end to end on the
+Python engine in headless Chromium driven by Selenium (tests/test_webpage.py tests the page
+on the browser's own engine)."""
 
 import http.client
 import json
 import math
-import os
-import shutil
+import re
 import threading
 
 import pytest
 
 from supervised_reptile import demo
+from supervised_reptile.args import parse
+from supervised_reptile.assets import WEBDEMO
+from supervised_reptile.tools import server as demo_server
 from supervised_reptile.tools import drawing
 from supervised_reptile.errors import guarded
 
-CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
-CHROMEDRIVER = os.environ.get('CHROMEDRIVER', '/usr/bin/chromedriver')
 
 # Three distinct characters, in canvas fractions: a circle, an X, a Z.
 CIRCLE = [[[round(0.5 + 0.3 * math.cos(a / 12 * math.pi), 3), round(0.5 + 0.3 * math.sin(a / 12 * math.pi), 3)]
@@ -34,9 +36,9 @@ def model_path(webdemo):
 @pytest.fixture(scope='module')
 def server(model_path):
     """(host, port) of a demo server running in this process on a free port."""
-    classifier = demo.Classifier(demo.load_model(str(model_path), 3))
+    classifier = demo_server.Classifier(demo_server.load_model(str(model_path), 3))
     classifier.warm_up()
-    httpd = demo.make_server(classifier, '127.0.0.1', 0)
+    httpd = demo_server.make_server(classifier, '127.0.0.1', 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd.server_address[:2]
@@ -90,7 +92,7 @@ def test_good_request(server):
     (json.dumps({'drawings': [[[]]] + SHAPES}).encode(), 'class 1'),
     (json.dumps({'drawings': SHAPES + [[[[0.5, 0.5]] * (drawing.MAX_POINTS + 1)]]}).encode(), 'points'),
     (json.dumps({'drawings': SHAPES + [[[['x', 0]]]]}).encode(), 'pair of numbers'),
-    (b' ' * (demo.MAX_BODY + 1), 'limit'),
+    (b' ' * (demo_server.MAX_BODY + 1), 'limit'),
 ])
 def test_bad_request_gets_400_and_server_keeps_serving(server, body, words):
     """Malformed, wrong-sized or oversized requests: HTTP 400 with a message; then a good one works."""
@@ -176,10 +178,10 @@ def test_a_body_that_is_not_declared_json_gets_415(server, content_type):
 
 def test_nan_probabilities_get_a_json_error_not_invalid_json(model_path):
     """A model whose answer is NaN gets 500 with a JSON error (valid JSON), not NaN."""
-    classifier = demo.Classifier(demo.load_model(str(model_path), 3))
+    classifier = demo_server.Classifier(demo_server.load_model(str(model_path), 3))
     dense = classifier.algo.model.trainable_variables[-2]
     dense.assign(dense * float('inf'))
-    httpd = demo.make_server(classifier, '127.0.0.1', 0)
+    httpd = demo_server.make_server(classifier, '127.0.0.1', 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -206,20 +208,23 @@ def test_no_other_path_is_served(server, method, path):
     assert status == 404 and 'not found' in result['error']
 
 
-def test_page_is_self_contained(server):
-    """The page loads nothing from the network: no external URL anywhere in it."""
+def test_serves_the_exported_page(server, model_path, tmp_path):
+    """/ and every script the page loads are the files `reptile-export --web` writes."""
+    from supervised_reptile import export
+    export.main([str(model_path), '--web', str(tmp_path)])
     status, page = request(server, 'GET', '/')
-    assert status == 200 and b'/api/classify' in page
-    assert b'http:' not in page and b'https:' not in page and b'data-ways="3"' in page
+    assert status == 200 and page == (tmp_path / 'index.html').read_bytes()
+    scripts = re.findall(r'<script src="([^"]+)"', page.decode())
+    assert 'model.js' in scripts and 'engine.js' in scripts
+    for name in scripts:
+        assert request(server, 'GET', '/' + name) == (200, (tmp_path / name).read_bytes())
 
 
-def test_cli_without_model_says_how_to_get_one(capsys):
-    """No --model: exit status 2 and a message naming both ways to get a model."""
-    with pytest.raises(SystemExit) as exit_info:
-        guarded(lambda: demo.main([]))
-    assert exit_info.value.code == 2
-    message = capsys.readouterr().err
-    assert 'run_omniglot.py --classes 3' in message and 'reptile_webdemo_omniglot_3way.npz' in message
+def test_without_a_model_the_published_weights_are_served():
+    """No --model: the web-demo weights that ship with the package, a 3-way model."""
+    model = parse(demo.argument_parser(), []).model
+    assert model == str(WEBDEMO / 'reptile_webdemo_omniglot_3way.npz')
+    assert demo_server.load_model(model, 3).model.output_shape[-1] == 3
 
 
 def test_cli_refuses_other_ways(model_path, capsys):
@@ -227,38 +232,18 @@ def test_cli_refuses_other_ways(model_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         guarded(lambda: demo.main(['--model', str(model_path), '--ways', '4']))
     assert exit_info.value.code == 2
-    assert '3-way model, not 4-way: pass --ways 3' in capsys.readouterr().err
+    assert '3-way omniglot model, not a 4-way omniglot one: pass --ways 3' in capsys.readouterr().err
 
 
 def test_checkpoint_models_work(shared_dir):
     """--model also takes a checkpoint folder (here the original's own, 5-way)."""
-    classifier = demo.Classifier(demo.load_model(str(shared_dir / 'fixtures' / 'original' / 'ckpt_o15t'), 5))
+    classifier = demo_server.Classifier(demo_server.load_model(str(shared_dir / 'fixtures' / 'original' / 'ckpt_o15t'), 5))
     shapes = SHAPES + [[[[0.2, 0.2], [0.5, 0.8], [0.8, 0.2]]], [[[0.2, 0.2], [0.8, 0.2]], [[0.5, 0.2], [0.5, 0.8]]]]
     probs, images = classifier(shapes + [shapes[3]])
     assert images.shape == (6, 28, 28) and abs(sum(probs) - 1) < 1e-6 and probs.argmax() == 3
 
 
 # --- End to end in a real browser ------------------------------------------------------------
-
-
-@pytest.fixture(scope='module')
-def browser(tmp_path_factory):
-    """Headless Chromium under Selenium, from the system packages (nothing is downloaded)."""
-    webdriver = pytest.importorskip('selenium.webdriver', reason='selenium is not installed (pip install selenium)')
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not shutil.which(path):
-            pytest.skip(f'{path} is absent (apt-get install chromium chromium-driver)')
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
-                 '--disable-background-networking', '--disable-component-update', '--disable-sync',
-                 '--window-size=1000,900', f'--user-data-dir={tmp_path_factory.mktemp("chromium-profile")}'):
-        options.add_argument(flag)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv('SE_OFFLINE', 'true')  # never let Selenium Manager look for downloads
-        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def draw(driver, canvas, strokes):
@@ -275,31 +260,37 @@ def draw(driver, canvas, strokes):
     actions.perform()
 
 
-def shown_probs(driver, before):
-    """Wait for the answer to the latest request after request number `before`; its bars' probabilities."""
-    from selenium.webdriver.support.ui import WebDriverWait
-    settled = ("const c = document.getElementById('chart');"
-               "return +c.dataset.requested > arguments[0] && c.dataset.shown === c.dataset.requested;")
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script(settled, before),
-                                    message=driver.find_element('id', 'status').text)
-    return [float(bar.get_attribute('data-prob')) for bar in driver.find_elements('css selector', '.bar')]
-
-
-def test_browser_end_to_end(browser, server, tmp_path):
-    """Draw three classes and, in turn, a copy of each as the query: the bar chart shows
-    probabilities summing to 1 with the copied class on top."""
-    browser.get('http://%s:%d/' % server)
+def answers_to_drawn_copies(browser):
+    """Clear the page's boxes, draw SHAPES as the classes with real pointer actions, then a
+    copy of each as the query in turn: the page's answer {probs, backend, ...} to each copy."""
     canvases = browser.find_elements('css selector', 'canvas.draw')
-    assert len(canvases) == 4
-    for canvas, shape in zip(canvases, SHAPES):
+    buttons = browser.find_elements('css selector', '.cell button')
+    assert len(canvases) == len(buttons) == 4
+    for button, canvas, shape in zip(buttons, canvases, SHAPES):
+        button.click()
         draw(browser, canvas, shape)
-    clear_query = browser.find_elements('css selector', '.cell.query button')[0]
-    for k, shape in enumerate(SHAPES):
-        clear_query.click()
-        before = int(browser.find_element('id', 'chart').get_attribute('data-requested'))
+    answers = []
+    for shape in SHAPES:
+        buttons[3].click()
         draw(browser, canvases[3], shape)
-        probs = shown_probs(browser, before)
-        assert len(probs) == 3 and abs(sum(probs) - 1) < 0.01, probs
-        assert max(range(3), key=probs.__getitem__) == k, probs
+        answers.append(browser.execute_async_script(  # the answer for the drawings as they are now
+            'window.reptileDemo.answerFor(null).then(arguments[arguments.length - 1]);'))
+    return answers
+
+
+def shown_probs(browser):
+    """The probabilities of the page's bars."""
+    return [float(bar.get_attribute('data-prob')) for bar in browser.find_elements('css selector', '.bar')]
+
+
+def test_browser_end_to_end_on_the_python_engine(browser, server, tmp_path):
+    """The page with ?engine=server: each drawn copy of a class is classified as that class
+    by the server, and the bars show its answer."""
+    browser.get('http://%s:%d/?engine=server' % server)
+    answers = answers_to_drawn_copies(browser)
+    for k, result in enumerate(answers):
+        assert result['backend'] == 'python' and abs(sum(result['probs']) - 1) < 1e-6
+        assert max(range(3), key=result['probs'].__getitem__) == k, result['probs']
+    assert shown_probs(browser) == answers[-1]['probs']
     assert 'Error' not in browser.find_element('id', 'status').text
     browser.save_screenshot(str(tmp_path / 'demo.png'))

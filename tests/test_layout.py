@@ -2,7 +2,6 @@
 layers, without cycles, and importing a command module starts nothing."""
 
 import ast
-import pathlib
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from helpers import REPO_DIR, cli_env
 PACKAGE = REPO_DIR / 'supervised_reptile'
 # Lowest first; a module may import from its own layer or the ones below it.
 LAYERS = [
-    {'supervised_reptile', 'errors', 'data'},
+    {'supervised_reptile', 'errors', 'data', 'assets'},
     {'omniglot', 'miniimagenet', 'tasks', 'models', 'optimizers'},
     {'reptile', 'maml'},
     {'running'},
