@@ -450,6 +450,7 @@ def outcomes(request, data):
     return run_parallel(jobs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', [case.id for case in CASES])
 def test_bad_input_exits_2_with_one_line(case, outcomes, data):
     if 'read_only' in case and data['read_only'] is None:
@@ -459,6 +460,7 @@ def test_bad_input_exits_2_with_one_line(case, outcomes, data):
     assert 'Training...' not in result.stdout or case.startswith('corrupt'), result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', [case.id for case in LEGAL])
 def test_legal_input_runs(case, outcomes):
     result = outcomes[case]
@@ -466,6 +468,7 @@ def test_legal_input_runs(case, outcomes):
     assert 'Test accuracy:' in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', [case.id for case in DIVERGING])
 def test_divergence_exits_65_with_one_line_and_saves_nothing_non_finite(case, outcomes, data):
     """A run whose numbers overflow ends with status 65 (errors.EXIT_STATUSES['diverged'])

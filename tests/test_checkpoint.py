@@ -412,6 +412,7 @@ def test_our_checkpoint_has_the_originals_variable_dtypes(original_ckpt, tmp_pat
     assert _variables(ck) == _variables(original_ckpt)
 
 
+@pytest.mark.slow
 def test_tf1_saver_restores_our_checkpoint(tf1_restore):
     """A TF1 graph (tf.compat.v1, graph mode) with get_variable under the original's names
     restores our latest checkpoint with tf.compat.v1.train.Saver(var_list=...): every
@@ -419,6 +420,7 @@ def test_tf1_saver_restores_our_checkpoint(tf1_restore):
     assert tf1_restore['emulated'] == f'restored {tf1_restore["count"]} variables, wrong: []'
 
 
+@pytest.mark.slow
 def test_originals_own_saver_restores_our_checkpoint(original_ckpt, tf1_restore):
     """The original's graph and Saver, imported from its model.ckpt-2999.meta, restore our
     checkpoint: every global variable gets our value."""
@@ -527,6 +529,7 @@ def _lines(stdout, prefix):
     return [line for line in stdout.splitlines() if line.startswith(prefix)]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(cli_runs):
     """run_omniglot.py --resume, killed with SIGKILL three times (0-1.5 s after
     model.ckpt-100 and -200 appear, then during a save or right after the final one), ends
@@ -576,6 +579,7 @@ def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(cli_runs):
         assert resumed[name] == reference[name], name
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_the_current_iteration_and_resume_ends_identically(cli_runs):
     """SIGTERM once meta-iteration 150's line is printed: the run ends that iteration, writes
     its checkpoint (not only the last multiple of 100), prints one line and exits 143;
@@ -605,6 +609,7 @@ def test_sigterm_checkpoints_the_current_iteration_and_resume_ends_identically(c
 
 # --- 7. --resume edge cases --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_resume_without_checkpoint_starts_from_scratch(cli_runs, tmp_path):
     """--resume where there is no checkpoint yet starts from iteration 0: the interrupted
     run's first start (its folder does not exist) prints 'Training...'; checkpoint.resume

@@ -62,6 +62,7 @@ def trained(omniglot_data, tmp_path_factory):
     return cwd, result
 
 
+@pytest.mark.slow
 def test_training_prints_the_originals_lines(trained):
     _, result = trained
     lines = result.stdout.splitlines()
@@ -97,6 +98,7 @@ def rendered_rows(output):
     return rows + [''.join(row).rstrip()]
 
 
+@pytest.mark.slow
 def test_on_a_terminal_each_line_has_its_own_row_above_the_bar(omniglot_data, tmp_path):
     """Under a pseudo-terminal: a progress bar, every `batch N:` line alone on its row (the
     bar redrawn below it, never glued to it), accuracies with 4 decimals, and no
@@ -127,6 +129,7 @@ def test_on_a_terminal_each_line_has_its_own_row_above_the_bar(omniglot_data, tm
     accuracy(''.join(row + '\n' for row in rows), 'Test', 20)
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_in_the_originals_layout(trained):
     cwd, _ = trained
     ck = cwd / 'ck'
@@ -155,6 +158,7 @@ def _scalars(folder, tag):
     return values
 
 
+@pytest.mark.slow
 def test_training_logs_accuracy_to_tensorboard(trained):
     cwd, result = trained
     printed = [BATCH_LINE.match(line) for line in result.stdout.splitlines() if line.startswith('batch ')]
@@ -165,6 +169,7 @@ def test_training_logs_accuracy_to_tensorboard(trained):
             assert scalars[int(match.group(1))] == pytest.approx(float(match.group(column)), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_pretrained_restores_and_is_deterministic(trained, omniglot_data):
     cwd, _ = trained
     args = ['--data-dir', omniglot_data, *EVAL_FLAGS, '--pretrained', '--checkpoint', 'ck', '--seed', 0]
@@ -182,6 +187,7 @@ def test_pretrained_restores_and_is_deterministic(trained, omniglot_data):
 
 # --- 2. The original's checkpoint --------------------------------------------------------
 
+@pytest.mark.slow
 def test_originals_checkpoint_scores_above_chance(original_ckpt, omniglot_data, tmp_path):
     result = run_cli('omniglot', tmp_path, '--data-dir', omniglot_data, '--pretrained', '--checkpoint', original_ckpt,
                      '--train-chars', 180, '--seed', 0, '--shots', 1, '--eval-batch', 5, '--eval-iters', 50,
@@ -196,6 +202,7 @@ def test_originals_checkpoint_scores_above_chance(original_ckpt, omniglot_data, 
 
 # --- 3. FOML, SGD, replacement, weight decay ---------------------------------------------
 
+@pytest.mark.slow
 def test_foml_tail_and_sgd_replacement_weight_decay_run(omniglot_data, tmp_path):
     common = ['--data-dir', omniglot_data, '--train-chars', 180, '--shots', 1, '--meta-iters', 3,
               '--eval-interval', 2, '--eval-batch', 5, '--eval-iters', 3, '--eval-samples', 5]
@@ -218,6 +225,7 @@ def test_foml_tail_and_sgd_replacement_weight_decay_run(omniglot_data, tmp_path)
 
 # --- 4. Mini-ImageNet ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_miniimagenet_default_data_folder(tmp_path):
     fake_miniimagenet(tmp_path / 'data' / 'miniimagenet', classes=(6, 5, 5), images=4, size=(100, 90))
     result = run_cli('miniimagenet', tmp_path, '--shots', 1, '--train-shots', 3, '--inner-batch', 5,
@@ -389,6 +397,7 @@ def _interrupt_after(args, cwd, text):
     return subprocess.CompletedProcess(args, proc.returncode, ''.join(out) + stdout, stderr)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_checkpoints_and_exits_130(omniglot_data, tmp_path):
     """Ctrl-C while training: the meta-iteration under way ends with a checkpoint, one line
     on stderr says where, exit status 130, no traceback."""
@@ -403,6 +412,7 @@ def test_ctrl_c_during_training_checkpoints_and_exits_130(omniglot_data, tmp_pat
     assert (tmp_path / 'ck' / f'model.ckpt-{match.group(1)}.index').is_file()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_evaluation_exits_130_with_one_line(trained, omniglot_data):
     """Ctrl-C during an evaluation: one line, exit status 130, no traceback."""
     cwd, _ = trained
@@ -415,6 +425,7 @@ def test_ctrl_c_during_evaluation_exits_130_with_one_line(trained, omniglot_data
 
 # --- 7. --eval-interval-samples -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_eval_interval_samples_averages_more_tasks_without_changing_training(trained, omniglot_data, tmp_path):
     """--eval-interval-samples 4: each `batch N:` line shows the mean over 4 more tasks per
     split (TensorBoard `mean_accuracy`), drawn apart from the original's stream, so the

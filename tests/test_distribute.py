@@ -148,6 +148,7 @@ def runs(tmp_path_factory):
             process.kill()
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpu_devices_matches_one_device(runs):
     """--distribute mirrored --cpu-replicas 2 (tasks 3 + 2 per replica) ends within 1e-8 of
     the one-device run, and prints the same lines."""
@@ -158,6 +159,7 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(runs):
     assert max_difference(weights(runs['root'] / 'mirrored'), weights(runs['root'] / 'one')) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_two_worker_processes_match_one_device(runs):
     """Two workers (TF_CONFIG on 127.0.0.1): the chief prints the run's lines and writes the
     checkpoints, the other worker prints and leaves nothing; weights within 1e-8."""
@@ -169,6 +171,7 @@ def test_two_worker_processes_match_one_device(runs):
     assert max_difference(weights(runs['root'] / 'workers'), weights(runs['root'] / 'one')) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_worker_stops_both_then_one_process_resumes(runs):
     """SIGTERM to the non-chief worker after meta-iteration 10's line: both workers finish the
     same meta-iteration and exit 143, the chief with one line, the other silently; the
@@ -194,6 +197,7 @@ def test_sigterm_to_one_worker_stops_both_then_one_process_resumes(runs):
     assert max_difference(weights(ck), weights(runs['root'] / 'one')) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_exact_mode_cannot_be_distributed(runs):
     """Without --parallel-tasks, --distribute stops at once with one line suggesting it."""
     process = subprocess.run([sys.executable, str(SCRIPTS['omniglot']), '--data-dir', str(runs['data_dir']),

@@ -88,6 +88,7 @@ def test_broken_runs_are_refused_before_loading_the_model(runs, tmp_path, damage
         assert word in str(error.value)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table_and_json_and_writes_one_result_line_per_run(runs, untrained_20way, tmp_path):
     """End to end on an untrained 20-way model (2 fine-tuning steps): the table has the 20
     runs, the means and the references; the JSON line's mean is the average of its 20

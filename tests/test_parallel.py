@@ -70,6 +70,7 @@ def test_parallel_with_one_task_is_the_exact_mode(name):
             np.testing.assert_allclose(a, e, rtol=0, atol=SLOTS_ATOL * max(1, np.max(np.abs(e))))
 
 
+@pytest.mark.slow
 def test_cli_parallel_tasks_in_bfloat16_runs_end_to_end(tmp_path):
     """run_omniglot.py --parallel-tasks --precision bfloat16 trains, evaluates and prints
     the original's lines and the accuracy lines."""
