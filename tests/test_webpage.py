@@ -11,7 +11,6 @@ import shutil
 
 import numpy as np
 import pytest
-from cli_helpers import assert_success, run_cli
 
 from supervised_reptile import export, fewshot
 from supervised_reptile.running import checkpoint
@@ -20,6 +19,8 @@ from supervised_reptile.errors import guarded
 from supervised_reptile.models import miniimagenet_model, omniglot_model
 from supervised_reptile.optimizers import Adam
 from supervised_reptile.reptile import Reptile
+
+from helpers import assert_success, run_cli
 
 RANDOM_DRAWINGS = 20
 CPU_TOLERANCE = 1e-4    # issue 19; measured deviations are ~1e-6 (docs/web-demo.md)
