@@ -2,7 +2,7 @@
 
 `files(algo)` gives the folder `reptile-export MODEL --web DIR` writes (and the demo
 server serves from memory): the page (`index.html`, `page.js`, shipped in `web/`), its
-engine (`engine.js`: TensorFlow.js and `web/worker.js` as one JavaScript string, because
+engine (`engine.js`: TensorFlow.js, `web/cpunet.js` and `web/worker.js` as one JavaScript string, because
 browsers refuse worker script URLs on file:// pages, so the page builds its worker from a
 Blob), the model (`model.js`) and the original demo's default drawing (`default.js`).
 Every file is a script loaded by <script src>, never fetched: the folder works opened from
@@ -91,8 +91,8 @@ def files(algo):
     return {
         'index.html': read('index.html').encode('utf-8'),
         'page.js': read('page.js').encode('utf-8'),
-        'engine.js': _script('REPTILE_WORKER_SOURCE', read(TFJS) + '\n' + read('worker.js'),
-                             'TensorFlow.js (Apache-2.0, see tfjs.LICENSE.txt) and the fine-tuning worker'),
+        'engine.js': _script('REPTILE_WORKER_SOURCE', '\n'.join(read(name) for name in (TFJS, 'cpunet.js', 'worker.js')),
+                             'TensorFlow.js (Apache-2.0, see tfjs.LICENSE.txt), the CPU engine and the fine-tuning worker'),
         'tfjs.LICENSE.txt': read(TFJS_LICENSE).encode('utf-8'),
         'default_drawing.LICENSE.txt': WEBDEMO.joinpath('LICENSE').read_bytes(),
         'model.js': model_script(algo),

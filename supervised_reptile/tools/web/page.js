@@ -1,12 +1,13 @@
 // The few-shot demo page: draw one character per class and a query; the page rasterizes
 // the drawings to 28x28 as the original demo's page does, fine-tunes the exported model
-// on them in a Web Worker (worker.js, TensorFlow.js), and shows the query's class
-// probabilities. With ?engine=server (pages served by `python -m supervised_reptile.demo`)
-// the Python server fine-tunes instead. ?backend=cpu|webgl picks TensorFlow.js's backend
-// (default: WebGL where the browser runs it on a GPU, else the CPU).
+// on them in a Web Worker (worker.js), and shows the query's class probabilities. With
+// ?engine=server (pages served by `python -m supervised_reptile.demo`) the Python server
+// fine-tunes instead. ?backend=cpu picks the worker's own CPU engine (cpunet.js),
+// ?backend=webgl TensorFlow.js's WebGL backend (default: WebGL where the browser runs it on
+// a GPU, else the CPU engine).
 //
 // Globals from the exported scripts: REPTILE_MODEL (model.js), REPTILE_WORKER_SOURCE
-// (engine.js: TensorFlow.js + worker.js as one string, as a worker is built from a Blob:
+// (engine.js: TensorFlow.js + cpunet.js + worker.js as one string, as a worker is built from a Blob:
 // browsers refuse worker script URLs on file:// pages), REPTILE_DEFAULT_DRAWING (default.js).
 'use strict';
 

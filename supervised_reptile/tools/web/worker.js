@@ -1,5 +1,5 @@
-// The demo's fine-tuning engine, run in a Web Worker (TensorFlow.js is prepended to this
-// source; see page.js). It keeps the exported model and answers one job at a time:
+// The demo's fine-tuning engine, run in a Web Worker (TensorFlow.js and cpunet.js are
+// prepended to this source; see page.js). It keeps the exported model and answers one job at a time:
 //
 //   {type: 'init', model, backend}  -> {type: 'ready', backend}
 //   {type: 'classify', images}      -> {type: 'answer', probs, ms}   (or {type: 'error', message})
@@ -12,24 +12,25 @@
 // cross-entropies; each step updates every weight with the model's rule on the exported
 // mini-batches; the query is classified in a batch of the support images plus the query.
 //
-// TensorFlow.js computes the network and its gradients. Three parts are written out here
-// because TensorFlow.js's CPU backend runs them slowly (measured per kernel with
-// tf.profile on the web-demo model): the convolution's filter gradient, batch norm with
-// ReLU (few kernels instead of TensorFlow.js's many), and the optimizer update, which runs
-// as one loop over plain float32 arrays instead of ~6 kernels per weight tensor.
+// On the CPU, cpunet.js's loops over float32 arrays compute the network and its gradients
+// (`plainNet`); with WebGL, TensorFlow.js does (`tfNet`, below). Three parts of tfNet are
+// written out here because TensorFlow.js runs them slowly (measured per kernel with
+// tf.profile on the web-demo model): the convolution's filter gradient, and batch norm with
+// ReLU (few kernels instead of TensorFlow.js's many). The optimizer update runs as one loop
+// over plain float32 arrays for both engines.
 'use strict';
 
-const BN_EPSILON = 1e-3;
 const f32 = Math.fround;  // float32 arithmetic, as TensorFlow's update kernels compute
-let model = null;  // {rule, shapes, params: [Float32Array], slots: [Float32Array]} once initialized
+let model = null;  // {rule, shapes, net, params: [Float32Array], slots: [Float32Array]} once initialized
 
 self.onmessage = async (event) => {
   const job = event.data;
   try {
     if (job.type === 'init') {
-      await tf.setBackend(job.backend || (await webglWorks() ? 'webgl' : 'cpu'));
-      model = load(job.model);
-      self.postMessage({type: 'ready', backend: tf.getBackend()});
+      const wanted = job.backend || (await webglWorks() ? 'webgl' : 'cpu');
+      const backend = wanted !== 'cpu' && await tf.setBackend(wanted) ? tf.getBackend() : 'cpu';
+      model = load(job.model, backend === 'cpu' ? plainNet : tfNet);
+      self.postMessage({type: 'ready', backend});
     } else {
       const start = performance.now();
       const probs = classify(job.images);
@@ -41,7 +42,7 @@ self.onmessage = async (event) => {
 };
 
 // Whether WebGL runs here on a GPU. Browsers without one either have no WebGL or emulate
-// it in software (SwiftShader, llvmpipe), where TensorFlow.js's CPU backend is faster.
+// it in software (SwiftShader, llvmpipe), where the CPU engine is faster.
 async function webglWorks() {
   try {
     if (!(await tf.setBackend('webgl'))) return false;
@@ -52,14 +53,15 @@ async function webglWorks() {
   }
 }
 
-// The weights, then (but for SGD) their second moments, from the export's float32 buffer.
-function load({rule, shapes, buffer}) {
+// The weights, then (but for SGD) their second moments, from the export's float32 buffer;
+// `net` computes the network (plainNet or tfNet).
+function load({rule, shapes, buffer}, net) {
   const values = new Float32Array(buffer);
   const sizes = shapes.map((shape) => shape.reduce((a, b) => a * b, 1));
   let offset = 0;
   const take = (size) => values.slice(offset, (offset += size));
   const params = sizes.map(take);
-  return {rule, shapes, params, slots: rule.optimizer === 'sgd' ? [] : sizes.map(take)};
+  return {rule, shapes, net, params, slots: rule.optimizer === 'sgd' ? [] : sizes.map(take)};
 }
 
 // Logits [n, ways] of the network with weights `params` (tensors) on images [n, 28, 28].
@@ -128,35 +130,39 @@ function loss(params, images, labels) {
   return tf.neg(tf.sum(tf.mul(tf.oneHot(labels, ways), tf.logSoftmax(logits(params, images)))));
 }
 
-// Gradients (Float32Arrays) of the loss on the support images `batch` (indices = labels).
-function gradients(params, support, batch) {
-  return tf.tidy(() => {
-    const tensors = params.map((p, k) => tf.tensor(p, model.shapes[k], 'float32'));
-    const labels = tf.tensor1d(batch, 'int32');
-    const grads = tf.grads((...ps) => loss(ps, tf.gather(support, labels), labels))(tensors);
+// The network on TensorFlow.js, with plainNet's interface: gradients (Float32Arrays) of the
+// loss on `images` (a Float32Array of 28x28 images) with `labels`, and the logits of n images.
+const tfNet = {
+  gradients: (model, params, images, labels) => tf.tidy(() => {
+    const x = tf.tensor(images, [labels.length, IMAGE_SIZE, IMAGE_SIZE], 'float32'), y = tf.tensor1d(labels, 'int32');
+    const grads = tf.grads((...ps) => loss(ps, x, y))(tensors(model, params));
     return grads.map((g) => g.dataSync());
-  });
+  }),
+  logits: (model, params, images, n) => tf.tidy(
+      () => logits(tensors(model, params), tf.tensor(images, [n, IMAGE_SIZE, IMAGE_SIZE], 'float32')).dataSync()),
+};
+const tensors = (model, params) => params.map((p, k) => tf.tensor(p, model.shapes[k], 'float32'));
+
+// The images of `flat` (28x28 each) at `indices`, as one Float32Array.
+function gather(flat, indices) {
+  const size = IMAGE_SIZE * IMAGE_SIZE, images = new Float32Array(indices.length * size);
+  indices.forEach((index, k) => images.set(flat.subarray(index * size, (index + 1) * size), k * size));
+  return images;
 }
 
 // Query probabilities after fine-tuning on the support images: the model's own rule.
 function classify(flat) {
-  const rule = model.rule, size = 28, ways = flat.length / (size * size) - 1;
+  const rule = model.rule, ways = flat.length / (IMAGE_SIZE * IMAGE_SIZE) - 1;
   const params = model.params.map((p) => p.slice()), slots = model.slots.map((s) => s.slice());
-  const all = tf.tensor(flat, [ways + 1, size, size], 'float32');
-  const support = all.slice(0, ways);
   const powers = {beta1: f32(rule.beta1_power || 0), beta2: f32(rule.beta2_power || 0)};
   for (const batch of rule.batches) {
-    const grads = gradients(params, support, batch);
+    const grads = model.net.gradients(model, params, gather(flat, batch), batch);
     params.forEach((p, k) => update(p, grads[k], slots[k], powers));
     powers.beta1 = f32(powers.beta1 * f32(rule.beta1 || 0));
     powers.beta2 = f32(powers.beta2 * f32(rule.beta2 || 0));
   }
-  const row = tf.tidy(() => {
-    const tensors = params.map((p, k) => tf.tensor(p, model.shapes[k], 'float32'));
-    return logits(tensors, all).slice([ways, 0], [1, ways]).dataSync();
-  });
-  tf.dispose([all, support]);
-  return softmax(Array.from(row));
+  const all = model.net.logits(model, params, flat, ways + 1);
+  return softmax(Array.from(all.slice(ways * ways)));
 }
 
 // One optimizer step on weights `p` (in place) with gradient `g`, in float32 as
