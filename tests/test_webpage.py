@@ -180,7 +180,7 @@ def parity(browser, folder, model, backend, tolerance, seeds):
 
 
 def test_parity_cpu_webdemo(browser, webdemo_page, webdemo_model):
-    """Web-demo weights (5 preconditioned steps): within 1e-4 on TF.js's CPU backend."""
+    """Web-demo weights (5 preconditioned steps): within 1e-4 on the page's CPU engine."""
     parity(browser, webdemo_page, webdemo_model, 'cpu', CPU_TOLERANCE, range(RANDOM_DRAWINGS))
 
 
