@@ -35,7 +35,7 @@ def float64_algo(transductive):
     return Reptile(omniglot_model(5, dtype='float64'), Adam(1e-3), transductive=transductive)
 
 
-@pytest.mark.parametrize('transductive', [True, False])
+@pytest.mark.parametrize('transductive', [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_episodes_per_call_do_not_change_results(characters, transductive):
     """1, 3 (uneven: the last call is smaller) and 25 (more than there are) episodes per
     call, and the default (memory-derived), give the same tasks, the same correct counts

@@ -275,7 +275,8 @@ def test_shipped_case_decodes_to_the_shared_recording(name):
 FLOAT64_ATOL = {'weights': 1e-12, 'conv biases': 1e-7, 'slots': 1e-11, 'logits': 1e-11}
 
 
-@pytest.mark.parametrize('case_id', [c for c in CASES if _dtype(c) == 'float64'])
+@pytest.mark.parametrize('case_id', [c if c.split('/')[-1] in SHIPPED_CASES else pytest.param(c, marks=pytest.mark.slow)
+                                     for c in CASES if _dtype(c) == 'float64'])  # the shipped cases: fast loop
 def test_float64_trajectory_matches_the_original(case_id):
     """float64: every weight after every meta-iteration, the optimizer state and the
     evaluation logits match the original as closely as our own float64 runs that differ
@@ -321,7 +322,8 @@ def _floor(runs_quantities):
             for q in runs_quantities[0]}
 
 
-@pytest.mark.parametrize('case_id', [c for c in CASES if _dtype(c) == 'float32'])
+@pytest.mark.parametrize('case_id', [c if c.split('/')[-1] in SHIPPED_CASES else pytest.param(c, marks=pytest.mark.slow)
+                                     for c in CASES if _dtype(c) == 'float32'])  # the shipped case: fast loop
 def test_float32_trajectory_within_the_noise_floor(case_id):
     """float32: weights, conv biases and logits lie within FLOOR_FACTOR times the spread of
     our own runs that differ only in summation order. (Optimizer slots are not compared in
@@ -373,6 +375,7 @@ def _norm(values, others):
     return math.sqrt(sum(float(np.sum(np.square(np.float64(a) - b))) for a, b in zip(values, others)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case_id', [c for c in CASES if _dtype(c) == 'float32'])
 def test_bfloat16_trajectory_within_the_noise_floor(case_id):
     """--precision bfloat16 follows the original to bfloat16 precision: its relative L2

@@ -87,6 +87,7 @@ def _meta_gradient(model, task, first_order=False):
     return _flat([s.numpy() for s in algo.task_sums(*stack_tasks([task]))]) / -LEARNING_RATE
 
 
+@pytest.mark.slow
 def test_meta_gradient_matches_central_finite_differences():
     """d L_last(theta_{K-1}(theta_0)) / d theta_0 agrees with central differences of the
     last batch's loss after 3 inner SGD steps, computed by Reptile's own inner loop, to a
@@ -145,6 +146,7 @@ def test_one_inner_step_is_the_closed_form_with_an_explicit_hessian():
 
 
 # Measured: 1.1e-16 max abs between the two modes' weights after 3 meta-iterations.
+@pytest.mark.slow
 def test_parallel_tasks_compute_the_sequential_update():
     """--parallel-tasks runs a meta-batch's tasks side by side; with SGD (no moments) the
     update is the sequential one, to 1e-12 in float64, and the step count advances by one

@@ -55,7 +55,7 @@ ALGOS = {
 }
 
 
-@pytest.mark.parametrize('name', ALGOS)
+@pytest.mark.parametrize('name', [pytest.param('reptile', marks=pytest.mark.slow), 'foml_tail'])
 def test_parallel_with_one_task_is_the_exact_mode(name):
     """A meta-batch of 1 ends with the exact mode's weights and optimizer state (float64)."""
     exact_weights, exact_state = _trained(ALGOS[name], parallel=False)

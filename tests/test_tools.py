@@ -49,6 +49,7 @@ def test_fewshot_refuses_a_wrong_number_of_support_images(webdemo, tmp_path):
                       '--images', str(tmp_path / 'five.npy')])
 
 
+@pytest.mark.slow
 def test_compare_pairs_models_on_the_same_tasks(original_ckpt, omniglot_data, capsys):
     """A model compared with itself: identical accuracies and a paired difference of exactly
     zero with a zero-width interval -- the tasks and mini-batches really are shared."""

@@ -72,6 +72,7 @@ def test_folder_is_self_contained(webdemo_page):
     assert 'Apache License' in (webdemo_page / 'tfjs.LICENSE.txt').read_text()
 
 
+@pytest.mark.slow
 def test_weights_are_float32_bytes_with_the_models_rule(webdemo_page, trained_page, webdemo_model, trained_model):
     """model.js holds the weights' float32 bytes and the rule fewshot fine-tunes with."""
     for page, model in ((webdemo_page, webdemo_model), (trained_page, trained_model)):
@@ -192,6 +193,7 @@ def test_parity_cpu_trained_checkpoint(browser, trained_page, trained_model):
     parity(browser, trained_page, trained_model, 'cpu', CPU_TOLERANCE, range(1))
 
 
+@pytest.mark.slow
 def test_parity_webgl_webdemo(browser, webdemo_page, webdemo_model):
     """Web-demo weights on WebGL (software GL in headless Chromium): within 1e-3."""
     parity(browser, webdemo_page, webdemo_model, 'webgl', WEBGL_TOLERANCE, range(RANDOM_DRAWINGS))
