@@ -1,13 +1,18 @@
-"""Test helpers: where the repository and ../shared are, running the CLIs and fetch_data.sh as
-subprocesses, checking their stderr, and generating small data trees (Omniglot PNGs,
+"""Test helpers: where the repository and ../shared are, running the CLIs (as subprocesses or in
+this process) and fetch_data.sh, checking their stderr, and generating small data trees (Omniglot PNGs,
 Mini-ImageNet JPEGs). Fixtures live in conftest.py; everything else tests share is here."""
 
+import contextlib
+import importlib
 import os
 import pathlib
 import re
+import runpy
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 from PIL import Image
@@ -42,6 +47,53 @@ def run_cli(which, cwd, *args, timeout=300):
     path = os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get('PYTHONPATH')]))  # as the scripts have
     return subprocess.run([sys.executable, '-u', *command, *map(str, args)], cwd=cwd,
                           env=cli_env(PYTHONPATH=path), capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(which, cwd, *args):
+    """What `run_cli(which, cwd, *args)` runs, in this process: the same entry point (the
+    script, or the command module's `cli()`) under the same `errors.guarded`, with
+    `sys.argv` set, stdout and stderr captured down to their file descriptors (TensorFlow's
+    C++ logs included) and the exit status read from SystemExit. TensorFlow is already
+    imported here, so a case costs only its own work, not a process start (seconds each).
+    Not for what needs a fresh process: --distribute (devices are set up once per process),
+    signals, TensorFlow's start-up lines. Returns a CompletedProcess (text)."""
+    entry = (lambda: runpy.run_path(str(SCRIPTS[which]), run_name='__main__')) if which in SCRIPTS else \
+        importlib.import_module(f'supervised_reptile.{which}').cli
+    program = SCRIPTS[which] if which in SCRIPTS else REPO_DIR / 'supervised_reptile' / f'{which}.py'
+    previous = signal.getsignal(signal.SIGTERM), sys.argv
+    sys.argv = [str(program), *map(str, args)]
+    status = 0
+    try:
+        with contextlib.chdir(cwd), _captured(1, 'stdout') as out, _captured(2, 'stderr') as err:
+            try:
+                entry()
+            except SystemExit as exc:
+                status = exc.code
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        sys.argv = previous[1]
+    return subprocess.CompletedProcess(sys.argv, status, out[0], err[0])
+
+
+@contextlib.contextmanager
+def _captured(fd, name):
+    """Capture file descriptor `fd` and `sys.<name>` (which then writes to it) into a
+    temporary file; the context value is a list that holds the text afterwards."""
+    text = []
+    getattr(sys, name).flush()
+    saved, previous = os.dup(fd), getattr(sys, name)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), fd)
+        setattr(sys, name, open(fd, 'w', buffering=1, closefd=False))
+        try:
+            yield text
+        finally:
+            getattr(sys, name).flush()
+            setattr(sys, name, previous)
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            text.append(capture.read().decode(errors='replace'))
 
 
 def our_stderr_lines(stderr):

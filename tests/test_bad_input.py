@@ -1,11 +1,12 @@
 """Bad input to run_omniglot.py / run_miniimagenet.py: exit status 2, no traceback, and one
 line of ours on stderr naming the problem (and the fix).
 
-Every case is a CLI subprocess, and each pays TensorFlow's import: they all start together
-(two to four at a time) when the module's first test runs. All data is generated in a
-temporary folder, so this module needs nothing from ../shared.
+The cases run when the module's first test runs: most in this process, through the tools'
+own entry points; those in IN_A_PROCESS as real subprocesses, two to four at a time. All
+data is generated in a temporary folder, so this module needs nothing from ../shared.
 """
 
+import functools
 import os
 import pathlib
 import random
@@ -20,7 +21,7 @@ from supervised_reptile.errors import EXIT_STATUSES
 from supervised_reptile.running.lock import FolderLock
 
 from helpers import (assert_input_error, assert_success, fake_miniimagenet, fake_omniglot, our_stderr_lines, run_cli,
-                     run_parallel, truncate)
+                     run_in_process, run_parallel, truncate)
 
 TINY_EVAL = ['--eval-batch', 5, '--eval-iters', 2, '--eval-samples', 2]
 TINY_TRAIN = ['--inner-iters', 2, '--meta-iters', 1, '--eval-interval', 1, *TINY_EVAL]
@@ -431,23 +432,34 @@ def _more_data(d, read_only_dir):
     (d['file_character'] / 'Alphabet' / 'character99').write_text('not a folder')
 
 
+# Cases run as real processes: --distribute sets up devices once per process, and one case of
+# each entry point (both scripts, a tool, a divergence) shows the whole process contract:
+# TensorFlow's start-up lines filtered from stderr, the interpreter's exit status. The rest
+# run in this process, through the same entry points (helpers.run_in_process).
+IN_A_PROCESS = {'distribute_one_replica_without_parallel_tasks', 'multi_worker_without_a_cluster',
+                'omniglot_missing_data_dir', 'corrupt_jpeg', 'fewshot_nan_images',
+                'training_with_learning_rate_1e30'}
+
+
 @pytest.fixture(scope='module')
 def outcomes(request, data):
-    """{case id: CompletedProcess} for the cases this session runs, run in parallel."""
+    """{case id: CompletedProcess} for the cases this session runs."""
     selected = set()
     for item in request.session.items:
         callspec = getattr(item, 'callspec', None)
         if callspec is not None and getattr(item, 'module', None) is request.module and 'case' in callspec.params:
             selected.add(callspec.params['case'])
-    jobs = {}
+    runs = {}
     for case_id in sorted(selected):
         if 'read_only' in case_id and data['read_only'] is None:
             continue  # skipped: see the test
         case = BY_ID[case_id]
         cwd = data['root'] / 'runs' / case_id
         cwd.mkdir(parents=True)
-        jobs[case_id] = lambda case=case, cwd=cwd: run_cli(case.which, cwd, *case.args(data))
-    return run_parallel(jobs)
+        runs[case_id] = functools.partial(run_cli if case_id in IN_A_PROCESS else run_in_process, case.which, cwd,
+                                          *case.args(data))
+    done = run_parallel({key: run for key, run in runs.items() if key in IN_A_PROCESS})
+    return done | {key: run() for key, run in runs.items() if key not in IN_A_PROCESS}
 
 
 @pytest.mark.slow
