@@ -17,7 +17,7 @@ setup(
     license='MIT',
     python_requires='>=3.11',
     install_requires=['tensorflow>=2.16', 'keras>=3', 'tensorboard', 'numpy', 'pillow', 'absl-py'],
-    extras_require={'test': ['pytest', 'selenium', 'hypothesis']},
+    extras_require={'test': ['pytest', 'pytest-xdist', 'selenium', 'hypothesis']},
     entry_points={'console_scripts': [f'reptile-{tool}=supervised_reptile.{tool}:cli'
                                       for tool in ('fewshot', 'demo', 'compare', 'export', 'lake')]},
 )
