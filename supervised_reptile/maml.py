@@ -31,7 +31,7 @@ Evaluation fine-tunes exactly as Reptile and FOML do.
 
 import tensorflow as tf
 
-from .models import from_groups, to_groups
+from .models import from_groups, repeated_groups
 from .optimizers import SGD
 from .reptile import FOML, _gather, mean
 
@@ -75,7 +75,7 @@ class MAML(FOML):
         """The sum of delta_MAML (module docstring) over tasks stacked by `stack_tasks`,
         all at once in the grouped layout, each from the current weights."""
         groups = images.shape[0]
-        initial = [to_groups(tf.repeat(tf.convert_to_tensor(v)[None], groups, axis=0)) for v in self.variables]
+        initial = [repeated_groups(v, groups) for v in self.variables]
         pool = (images, labels)
         with tf.GradientTape() as tape:
             tape.watch(initial)

@@ -20,7 +20,7 @@ calls, `distribute` splits a meta-batch or a batch of episodes across devices, c
 import numpy as np
 import tensorflow as tf
 
-from .models import apply, from_groups, to_groups
+from .models import apply, from_groups, repeated_groups
 from .optimizers import after
 from .tasks import make_task, split_train_test
 
@@ -170,7 +170,7 @@ class Reptile:
         groups; return the optimizer's counters (step count, beta powers)."""
         counters = {key: tf.convert_to_tensor(value) for key, value in self.optimizer_state.items()
                     if not isinstance(value, list)}
-        repeated = lambda values: [to_groups(tf.repeat(tf.convert_to_tensor(v)[None], groups, axis=0)) for v in values]
+        repeated = lambda values: [repeated_groups(v, groups) for v in values]
         counters = self._assign(self.params, repeated(self.variables), counters)
         for name, work in self.slots.items():
             counters = self._assign(work, repeated(self.optimizer_state[name]), counters)

@@ -6,6 +6,8 @@ are set from measured differences (quoted with each test), far below what an err
 the algorithm would give (MAML and FOML differ by 1e-3 and more on the same batches).
 """
 
+import functools
+
 import numpy as np
 import pytest
 import keras
@@ -23,6 +25,7 @@ from supervised_reptile.tasks import Task, task_of_batches
 LEARNING_RATE = 0.0625  # a power of two: the same in float32 and float64, so delta / lr is exact
 
 
+@functools.cache  # MAML's run of foml_tail_f64 is the reference of two tests: traced and run once
 def _golden_run(name, make):
     """The weights after every recorded meta-iteration of the shipped golden case `name`,
     its recorded batches fed to `make(model, SGD(lr), **kwargs)` from its recorded initial
