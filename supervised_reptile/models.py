@@ -62,28 +62,21 @@ def _classifier(layers, num_classes, dtype, name):
 MODELS = {'omniglot': omniglot_model, 'miniimagenet': miniimagenet_model}
 
 
-def to_groups(tensor):
-    """[groups, ..., c] -> [..., groups * c]: per-group weights in the layout `apply` takes.
-
-    Conv kernels become grouped-convolution kernels and per-channel vectors line up with
-    the grouped channels, so the inner loop updates weights in this layout and never
-    rearranges them per step.
-    """
-    rank = tensor.shape.rank
-    moved = tf.transpose(tensor, list(range(1, rank - 1)) + [0, rank - 1])
-    return tf.reshape(moved, tf.concat([tf.shape(moved)[:-2], [-1]], 0))
-
-
 def repeated_groups(value, groups):
-    """`value` [..., c] repeated for `groups` groups, in the layout of `to_groups`:
-    `to_groups` of `groups` stacked copies, which is `value` tiled along its last axis. One
-    Tile op: `tf.repeat` would add some 30 ops per variable to every traced graph."""
+    """`value` [..., c] repeated for `groups` groups in the grouped layout [..., groups * c]
+    (see `from_groups`): `value` tiled along its last axis. One Tile op: `tf.repeat` would
+    add some 30 ops per variable to every traced graph."""
     value = tf.convert_to_tensor(value)
     return tf.tile(value, [1] * (value.shape.rank - 1) + [groups])
 
 
 def from_groups(tensor, groups):
-    """The inverse of `to_groups`: [..., groups * c] -> [groups, ..., c]."""
+    """[..., groups * c] -> [groups, ..., c]: each group's weights out of the grouped layout.
+
+    In that layout, the one `apply` takes, conv kernels are grouped-convolution kernels and
+    per-channel vectors line up with the grouped channels, so the inner loop updates
+    weights in it and never rearranges them per step.
+    """
     rank = tensor.shape.rank
     split = tf.reshape(tensor, tf.concat([tf.shape(tensor)[:-1], [groups, -1]], 0))
     return tf.transpose(split, [rank - 1] + list(range(rank - 1)) + [rank])
@@ -93,7 +86,7 @@ def apply(model, params, inputs, second_order=False):
     """Logits [groups, batch, classes] of `model` for groups of inputs, each with its own weights.
 
     `inputs` is [groups, batch, *image]; `params` are the trainable weights (in
-    `model.trainable_variables` order) in the grouped layout of `to_groups`. Batch norm
+    `model.trainable_variables` order) in the grouped layout (see `from_groups`). Batch norm
     normalizes each group's batch with its own statistics, as the original always does
     (training mode). `second_order` computes it in a form whose second derivatives are
     right too (see `_batch_norm`), for MAML; the values are the same.

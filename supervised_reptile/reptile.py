@@ -30,7 +30,7 @@ class Reptile:
 
     The inner loops never touch the model's variables: they train working copies (`params`,
     and `slots` for the optimizer's moments) that hold every group's weights at once in
-    the grouped layout of `models.to_groups`, updated in place by the optimizer's fused
+    the grouped layout of `models.from_groups`, updated in place by the optimizer's fused
     kernels. The optimizer's counters (step count, beta powers) flow through the loops as
     tensors, and each step's reads wait for them: that orders the steps.
     """

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_success, fake_omniglot, run_cli
-from supervised_reptile.models import omniglot_model
+from supervised_reptile.models import from_groups, omniglot_model, repeated_groups
 from supervised_reptile.optimizers import Adam
 from supervised_reptile.reptile import FOML, Reptile
 from supervised_reptile.tasks import task_of_batches
@@ -86,3 +86,14 @@ def test_cli_parallel_tasks_in_bfloat16_runs_end_to_end(tmp_path):
     assert lines[3] == 'Evaluating...', result.stdout
     assert lines[4].startswith('Train accuracy: ') and lines[5].startswith('Test accuracy: '), result.stdout
     assert all('(95% CI, 5 tasks)' in line for line in lines[4:6]) and len(lines) == 6, result.stdout
+
+
+def test_repeated_groups_hold_one_copy_per_group():
+    """The copies the parallel mode (and evaluation) starts every task from: each of
+    `groups` copies, read back out of the grouped layout, is the weight itself, for every
+    weight of the model (conv kernels, per-channel vectors, the dense layer)."""
+    for weight in omniglot_model(5).trainable_variables:
+        value = np.random.default_rng(0).random(weight.shape).astype(np.float32)
+        for groups in (1, 3):
+            np.testing.assert_array_equal(from_groups(repeated_groups(value, groups), groups), [value] * groups)
+

@@ -10,7 +10,7 @@ from PIL import Image
 
 from supervised_reptile.running import checkpoint
 from supervised_reptile import compare, export, fewshot
-from supervised_reptile.models import apply, to_groups
+from supervised_reptile.models import apply, repeated_groups
 
 
 def _printed_json(capsys):
@@ -79,7 +79,7 @@ def test_export_writes_tf1_and_keras_models_with_the_same_weights(original_ckpt,
     model = keras.models.load_model(tmp_path / 'm.keras')
     algo = checkpoint.load_pretrained(str(original_ckpt))
     images = np.random.default_rng(0).random((6, 28, 28)).astype(np.float32)
-    params = [to_groups(tf.convert_to_tensor(v)[None]) for v in algo.variables]
+    params = [repeated_groups(v, 1) for v in algo.variables]
     np.testing.assert_allclose(model(images, training=True), apply(algo.model, params, images[None])[0], atol=1e-4)
 
 
