@@ -189,7 +189,7 @@ def test_parity_cpu_webdemo(browser, webdemo_page, webdemo_model):
 def test_parity_cpu_trained_checkpoint(browser, trained_page, trained_model):
     """A run_omniglot.py --classes 3 checkpoint (50 Adam steps of 5, 64 filters): within 1e-4
     on the page's CPU engine, for the default drawing and the 20 random drawings (an answer
-    costs a few seconds of CPU here: docs/web-demo.md)."""
+    costs a second or more of CPU here: docs/web-demo.md)."""
     parity(browser, trained_page, trained_model, 'cpu', CPU_TOLERANCE, range(RANDOM_DRAWINGS))
 
 

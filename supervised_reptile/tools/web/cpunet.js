@@ -20,11 +20,13 @@ const plainNet = (() => {
     return {out, before: Math.floor(Math.max(2 * (out - 1) + 3 - size, 0) / 2)};
   }
 
-  // Calls visit(inputOffset, kernelOffset, outputOffset) for every tap of the 3x3 stride-2
-  // 'same' convolution of n images [size, size, cin] into cout channels: the offsets of the
-  // input pixel's channels, of the tap's [cin, cout] matrix and of the output pixel's channels.
-  function eachTap(n, size, cin, cout, visit) {
-    const {out, before} = geometry(size);
+  // The taps of the 3x3 stride-2 'same' convolution of n images [size, size, cin] into cout
+  // channels, as triples (input offset, kernel offset, output offset) in an Int32Array: the
+  // offsets of the input pixel's channels, of the tap's [cin, cout] matrix and of the output
+  // pixel's channels, ordered by output pixel, then kernel row, then kernel column. The
+  // convolutions below walk this list instead of recomputing the geometry at every tap.
+  function tapList(n, size, cin, cout) {
+    const {out, before} = geometry(size), list = [];
     for (let b = 0; b < n; b++) {
       for (let oy = 0; oy < out; oy++) {
         for (let ox = 0; ox < out; ox++) {
@@ -34,52 +36,151 @@ const plainNet = (() => {
             if (iy < 0 || iy >= size) continue;
             for (let kx = 0; kx < 3; kx++) {
               const ix = 2 * ox + kx - before;
-              if (ix >= 0 && ix < size) visit(((b * size + iy) * size + ix) * cin, (ky * 3 + kx) * cin * cout, o);
+              if (ix >= 0 && ix < size) list.push(((b * size + iy) * size + ix) * cin, (ky * 3 + kx) * cin * cout, o);
             }
           }
         }
       }
     }
+    return Int32Array.from(list);
   }
 
-  // The convolution of x {data, n, size, channels} with `kernel` (+ `bias`, or null) into cout channels.
-  function convolve(x, kernel, bias, cout) {
-    const {n, size, channels: cin} = x, out = geometry(size).out;
-    const z = new Float64Array(n * out * out * cout);
-    eachTap(n, size, cin, cout, (xi, ki, o) => {
-      for (let ci = 0; ci < cin; ci++) {
-        const v = x.data[xi + ci], k = ki + ci * cout;
-        for (let co = 0; co < cout; co++) z[o + co] += v * kernel[k + co];
+  // tapList's lists, built once per layer shape (a fine-tuning reuses the same few shapes).
+  const tapLists = new Map();
+  function taps(n, size, cin, cout) {
+    const key = `${n},${size},${cin},${cout}`;
+    if (!tapLists.has(key)) tapLists.set(key, tapList(n, size, cin, cout));
+    return tapLists.get(key);
+  }
+
+  // Whether every value is finite. Then a zero input adds exactly nothing to a sum of
+  // products (0 * k is a zero, and sums start at +0, so adding it changes no bit), and the
+  // loops below skip it: ReLU makes about half of each layer's inputs zero.
+  function allFinite(values) {
+    for (let j = 0; j < values.length; j++) if (!Number.isFinite(values[j])) return false;
+    return true;
+  }
+
+  // Writes into `channels` the input channels of the pixel at `offset` whose value counts
+  // (all of them, or with `skipZeros` the nonzero ones) and returns how many there are.
+  function countedChannels(input, offset, cin, skipZeros, channels) {
+    let count = 0;
+    for (let ci = 0; ci < cin; ci++) if (!skipZeros || input[offset + ci] !== 0) channels[count++] = ci;
+    return count;
+  }
+
+  // sums[s + co] += input[xi + ci] * matrix[m + ci * cout + co] for the `count` channels ci
+  // (in order) and every co < cout, in double precision. Four channels a pass, each sum still
+  // adding one product at a time, in the same order: a quarter of the loads and stores of the sums.
+  function addProducts(sums, s, input, xi, matrix, m, cout, channels, count) {
+    let j = 0;
+    for (; j + 3 < count; j += 4) {
+      const v0 = input[xi + channels[j]], v1 = input[xi + channels[j + 1]];
+      const v2 = input[xi + channels[j + 2]], v3 = input[xi + channels[j + 3]];
+      const m0 = m + channels[j] * cout, m1 = m + channels[j + 1] * cout;
+      const m2 = m + channels[j + 2] * cout, m3 = m + channels[j + 3] * cout;
+      for (let co = 0; co < cout; co++) {
+        sums[s + co] = sums[s + co] + v0 * matrix[m0 + co] + v1 * matrix[m1 + co] + v2 * matrix[m2 + co] + v3 * matrix[m3 + co];
       }
-    });
+    }
+    for (; j < count; j++) {
+      const v = input[xi + channels[j]], m0 = m + channels[j] * cout;
+      for (let co = 0; co < cout; co++) sums[s + co] += v * matrix[m0 + co];
+    }
+  }
+
+  // dk[k + ci * cout + co] += input[xi + ci] * dz[o + co] for the `count` channels ci and
+  // every co < cout, in double precision. Two channels a pass, sharing their loads of dz.
+  function addOuterProduct(dk, k, input, xi, dz, o, cout, channels, count) {
+    let j = 0;
+    for (; j + 1 < count; j += 2) {
+      const v0 = input[xi + channels[j]], v1 = input[xi + channels[j + 1]];
+      const k0 = k + channels[j] * cout, k1 = k + channels[j + 1] * cout;
+      for (let co = 0; co < cout; co++) {
+        const g = dz[o + co];
+        dk[k0 + co] += v0 * g;
+        dk[k1 + co] += v1 * g;
+      }
+    }
+    if (j < count) {
+      const v = input[xi + channels[j]], k0 = k + channels[j] * cout;
+      for (let co = 0; co < cout; co++) dk[k0 + co] += v * dz[o + co];
+    }
+  }
+
+  // The convolution of x {data, n, size, channels} with `kernel` (+ `bias`, or null) into cout
+  // channels. Each output's sum runs over its taps in order, and within a tap over the input
+  // channels in order.
+  function convolve(x, kernel, bias, cout) {
+    const {data: input, n, size, channels: cin} = x, out = geometry(size).out, list = taps(n, size, cin, cout);
+    const z = new Float64Array(n * out * out * cout), skipZeros = allFinite(kernel), channels = new Int32Array(cin);
+    for (let t = 0; t < list.length; t += 3) {
+      const count = countedChannels(input, list[t], cin, skipZeros, channels);
+      addProducts(z, list[t + 2], input, list[t], kernel, list[t + 1], cout, channels, count);
+    }
     const data = new Float32Array(z);
-    if (bias) for (let j = 0; j < data.length; j++) data[j] += bias[j % cout];
+    if (bias) for (let j = 0; j < data.length; j += cout) for (let co = 0; co < cout; co++) data[j + co] += bias[co];
     return {data, n, size: out, channels: cout};
   }
 
-  // Gradients of the convolution of x with `kernel` given the output's gradient dz: the
-  // kernel's, and the input's unless it is the images (`needInput` false).
-  function convBackward(x, kernel, dz, cout, needInput) {
-    const {n, size, channels: cin} = x;
-    const dk = new Float64Array(kernel.length), dx = needInput ? new Float64Array(x.data.length) : null;
-    eachTap(n, size, cin, cout, (xi, ki, o) => {
-      for (let ci = 0; ci < cin; ci++) {
-        const v = x.data[xi + ci], k = ki + ci * cout;
-        let sum = 0;
-        for (let co = 0; co < cout; co++) {
-          dk[k + co] += v * dz[o + co];
-          sum += kernel[k + co] * dz[o + co];
-        }
-        if (dx) dx[xi + ci] = sum + dx[xi + ci];
-      }
-    });
-    return {dk: new Float32Array(dk), dx: dx && new Float32Array(dx)};
+  // The kernel's gradient of the convolution of x given the output's gradient dz: for each
+  // weight, the sum over the taps in order.
+  function kernelGradient(x, dz, cout) {
+    const {data: input, n, size, channels: cin} = x, list = taps(n, size, cin, cout);
+    const dk = new Float64Array(9 * cin * cout), skipZeros = allFinite(dz), channels = new Int32Array(cin);
+    for (let t = 0; t < list.length; t += 3) {
+      const count = countedChannels(input, list[t], cin, skipZeros, channels);
+      addOuterProduct(dk, list[t + 1], input, list[t], dz, list[t + 2], cout, channels, count);
+    }
+    return new Float32Array(dk);
   }
 
-  // Per-channel sums of a [rows, channels] array (of products with `times` if given).
+  // dx[xi + ci] += (the sum over co < cout of kernel[k + ci * cout + co] * dz[o + co]) for the
+  // `count` channels ci, in double precision. Four channels a pass, whose sums run side by side.
+  function addDotProducts(dx, xi, kernel, k, dz, o, cout, channels, count) {
+    let j = 0;
+    for (; j + 3 < count; j += 4) {
+      const k0 = k + channels[j] * cout, k1 = k + channels[j + 1] * cout;
+      const k2 = k + channels[j + 2] * cout, k3 = k + channels[j + 3] * cout;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let co = 0; co < cout; co++) {
+        const g = dz[o + co];
+        s0 += kernel[k0 + co] * g; s1 += kernel[k1 + co] * g; s2 += kernel[k2 + co] * g; s3 += kernel[k3 + co] * g;
+      }
+      dx[xi + channels[j]] = s0 + dx[xi + channels[j]];
+      dx[xi + channels[j + 1]] = s1 + dx[xi + channels[j + 1]];
+      dx[xi + channels[j + 2]] = s2 + dx[xi + channels[j + 2]];
+      dx[xi + channels[j + 3]] = s3 + dx[xi + channels[j + 3]];
+    }
+    for (; j < count; j++) {
+      const k0 = k + channels[j] * cout;
+      let sum = 0;
+      for (let co = 0; co < cout; co++) sum += kernel[k0 + co] * dz[o + co];
+      dx[xi + channels[j]] = sum + dx[xi + channels[j]];
+    }
+  }
+
+  // The input's gradient of the convolution of x (the previous block's ReLU output) with
+  // `kernel` given the output's gradient dz: for each input value, the sum over its taps in
+  // order of each tap's sum over the output channels in order. Only where the input is not
+  // zero: elsewhere that ReLU passes no gradient back (normReluBackward drops these values),
+  // so they stay 0.
+  function inputGradient(x, kernel, dz, cout) {
+    const {data: input, n, size, channels: cin} = x, list = taps(n, size, cin, cout);
+    const dx = new Float64Array(input.length), channels = new Int32Array(cin);
+    for (let t = 0; t < list.length; t += 3) {
+      const count = countedChannels(input, list[t], cin, true, channels);
+      addDotProducts(dx, list[t], kernel, list[t + 1], dz, list[t + 2], cout, channels, count);
+    }
+    return new Float32Array(dx);
+  }
+
+  // Per-channel sums of a [rows, channels] array (of products with `times` if given), row by row.
   function channelSums(values, channels, times) {
     const sums = new Float64Array(channels);
-    for (let j = 0; j < values.length; j++) sums[j % channels] += times ? values[j] * times[j] : values[j];
+    for (let j = 0; j < values.length; j += channels) {
+      for (let c = 0; c < channels; c++) sums[c] += times ? values[j + c] * times[j + c] : values[j + c];
+    }
     return sums;
   }
 
@@ -88,12 +189,15 @@ const plainNet = (() => {
   function normRelu(z, channels, gamma, beta) {
     const rows = z.length / channels, mean = channelSums(z, channels).map((s) => s / rows);
     const normalized = new Float32Array(z.length), out = new Float32Array(z.length);
-    for (let j = 0; j < z.length; j++) normalized[j] = z[j] - mean[j % channels];
+    for (let j = 0; j < z.length; j += channels) {
+      for (let c = 0; c < channels; c++) normalized[j + c] = z[j + c] - mean[c];
+    }
     const scale = channelSums(normalized, channels, normalized).map((s) => 1 / Math.sqrt(s / rows + BN_EPSILON));
-    for (let j = 0; j < z.length; j++) {
-      const c = j % channels;
-      normalized[j] *= scale[c];
-      out[j] = Math.max(normalized[j] * gamma[c] + beta[c], 0);
+    for (let j = 0; j < z.length; j += channels) {
+      for (let c = 0; c < channels; c++) {
+        normalized[j + c] *= scale[c];
+        out[j + c] = Math.max(normalized[j + c] * gamma[c] + beta[c], 0);
+      }
     }
     return {out, normalized, scale};
   }
@@ -101,12 +205,14 @@ const plainNet = (() => {
   // Gradients of normRelu's output `layer` given its gradient dout: [dz, dgamma, dbeta].
   function normReluBackward(layer, dout, gamma) {
     const {out, normalized, scale} = layer, channels = gamma.length, rows = out.length / channels;
-    const dy = dout.map((g, j) => (out[j] > 0 ? g : 0));
+    const dy = new Float32Array(dout.length);
+    for (let j = 0; j < dy.length; j++) dy[j] = out[j] > 0 ? dout[j] : 0;
     const dbeta = channelSums(dy, channels), dgamma = channelSums(dy, channels, normalized);
     const dz = new Float32Array(dy.length);
-    for (let j = 0; j < dy.length; j++) {
-      const c = j % channels;
-      dz[j] = gamma[c] * scale[c] * (dy[j] - (dbeta[c] + normalized[j] * dgamma[c]) / rows);
+    for (let j = 0; j < dy.length; j += channels) {
+      for (let c = 0; c < channels; c++) {
+        dz[j + c] = gamma[c] * scale[c] * (dy[j + c] - (dbeta[c] + normalized[j + c] * dgamma[c]) / rows);
+      }
     }
     return [dz, new Float32Array(dgamma), new Float32Array(dbeta)];
   }
@@ -180,9 +286,9 @@ const plainNet = (() => {
       const [dz, dgamma, dbeta] = normReluBackward(layer, dout, params[layer.normIndex]);
       [grads[layer.normIndex], grads[layer.normIndex + 1]] = [dgamma, dbeta];
       if (model.rule.conv_bias) grads[k + 1] = new Float32Array(channelSums(dz, cout));
-      const conv = convBackward(layer.input, params[k], dz, cout, block > 0);
-      grads[k] = conv.dk;
-      dout = conv.dx;
+      grads[k] = kernelGradient(layer.input, dz, cout);
+      if (block > 0) dout = inputGradient(layer.input, params[k], dz, cout);  // not the images'
+
     }
     return grads;
   }
