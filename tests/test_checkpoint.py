@@ -10,15 +10,19 @@
    original's own graph imported from its .meta file.
 4. Missing, truncated or empty checkpoints end in a one-line InputError.
 5. A save that dies midway leaves the previous checkpoint the latest, and loadable.
-6. run_omniglot.py killed with SIGKILL (three times, at random moments and during a save)
+6. --resume may lower the learning rate (recorded); --resume --pretrained is refused.
+7. Faults: a folder in use by another run, leftovers of a killed save, a non-finite state,
+   a corrupt bundle.
+8. run_omniglot.py killed with SIGKILL (three times, at random moments and during a save)
    and continued with --resume ends with the same final checkpoint and accuracies as an
    uninterrupted run; after every kill the latest checkpoint is readable. Sent SIGTERM, it
    checkpoints the iteration under way and exits 143; resumed, it ends the same way too.
-7. --resume without a checkpoint starts from scratch; --resume --pretrained is refused.
+   --resume without a checkpoint starts from scratch.
+9. A full disk while saving: one line, and the previous checkpoint stays the latest.
 
-The command-line runs of 6 take most of the time (each process pays TensorFlow's import and
+The command-line runs of 8 take most of the time (each process pays TensorFlow's import and
 tracing), so they start in the background (tests/background.py) with the module's first
-test and overlap with the in-process tests.
+test, and their tests come after the in-process ones (but 9), which run while they do.
 """
 
 import json
@@ -523,7 +527,105 @@ def test_save_dying_midway_keeps_the_previous_checkpoint_latest(fail_at, tmp_pat
     assert_same_state(snapshot(fresh), at_200)
 
 
-# --- 6. resuming after SIGKILL, for real ---------------------------------------------------
+# --- 6. --resume edge cases --------------------------------------------------------------
+
+def test_resume_may_lower_the_learning_rate_and_run_json_records_it(tmp_path):
+    """After a divergence the advice is --resume with a smaller learning rate: the one
+    identity flag a resumed run may change, recorded with its history."""
+    run = lambda lr, seed=0: identity.identity({'learning_rate': lr, 'seed': seed}, 'data', 'digest')
+    identity.record(str(tmp_path), run(0.1))
+    identity.check(str(tmp_path), run(0.01), True, CHANGEABLE)
+    identity.record(str(tmp_path), run(0.01))
+    recorded = json.loads((tmp_path / 'run.json').read_text())
+    assert recorded['flags']['learning_rate'] == 0.01
+    assert recorded['changes'] == [{'flag': 'learning_rate', 'from': 0.1, 'to': 0.01}]
+    with pytest.raises(InputError, match='--seed is 1 but the run'):
+        identity.check(str(tmp_path), run(0.01, seed=1), True, CHANGEABLE)
+
+
+def test_resume_with_pretrained_is_refused(capsys):
+    """--resume --pretrained is contradictory: the flag check run_omniglot.py and
+    run_miniimagenet.py share exits with status 2 and one line naming both flags."""
+    with pytest.raises(SystemExit) as excinfo:
+        parse(argument_parser('data/omniglot'), ['--resume', '--pretrained'])
+    assert excinfo.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and ': error:' in lines[0], lines
+    assert '--resume' in lines[0] and '--pretrained' in lines[0], lines[0]
+
+
+# --- 7. faults: concurrent runs, leftovers, divergence, corrupt bundles ------------------------
+
+def test_leftovers_of_a_killed_save_are_removed_by_the_next_run(tmp_path):
+    """What a save killed with SIGKILL leaves (the temporary bundle, TensorFlow's .tempstate
+    file, the temporary state file) is removed when the next run takes the folder."""
+    from supervised_reptile.running.lock import FolderLock
+    ck = tmp_path / 'ck'
+    checkpoint.save(str(ck), 1, make_algo())
+    leftovers = ['.tmp-model.ckpt-2.index', '.tmp-model.ckpt-2.data-00000-of-00001.tempstate1234567',
+                 '.tmp-checkpoint']
+    for name in leftovers:
+        (ck / name).write_bytes(b'half written')
+    with FolderLock(str(ck)):
+        assert sorted(os.listdir(ck)) == ['.lock', 'checkpoint'] + bundle_files([1])
+
+
+LOCK_HOLDER = '''
+import sys, time
+from supervised_reptile.running.lock import FolderLock
+with FolderLock(sys.argv[1]):
+    print('locked', flush=True)
+    time.sleep(60)
+'''
+
+
+def test_one_run_per_folder_and_sigkill_leaves_no_stale_lock(tmp_path):
+    """While a process holds a folder, taking it is refused in one line naming that PID;
+    once the holder is killed with SIGKILL the folder can be taken at once."""
+    from supervised_reptile.running.lock import FolderLock
+    ck = tmp_path / 'ck'
+    holder = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER, str(ck)], stdout=subprocess.PIPE, text=True,
+                              env=cli_env(PYTHONPATH=str(SCRIPTS['omniglot'].parent)))
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        with pytest.raises(InputError) as excinfo:
+            with FolderLock(str(ck)):
+                pass
+        one_line_input_error(excinfo, str(ck), 'in use by another run', f'PID {holder.pid}')
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with FolderLock(str(ck)):
+        assert (ck / '.lock').read_text().strip() == str(os.getpid())
+
+
+def test_a_non_finite_state_is_never_saved(tmp_path):
+    """save refuses a model or optimizer state holding NaN or infinity (Diverged, naming
+    the tensor) and writes nothing; non_finite names the first such tensor."""
+    from supervised_reptile.errors import Diverged
+    algo = make_algo()
+    assert checkpoint.non_finite(algo) is None
+    slot = checkpoint.state_tensors(algo)['conv2d_1/kernel/Adam_1']
+    slot.assign(tf.fill(slot.shape, float('inf')))
+    assert checkpoint.non_finite(algo) == 'conv2d_1/kernel/Adam_1'
+    with pytest.raises(Diverged, match='conv2d_1/kernel/Adam_1 is not finite at meta-iteration 7'):
+        checkpoint.save(str(tmp_path / 'ck'), 7, algo)
+    assert not (tmp_path / 'ck').exists()
+
+
+def test_a_corrupt_checkpoint_message_says_how_to_fall_back(tmp_path):
+    """The message for an unreadable bundle names the `checkpoint` file to edit (deleting
+    the bundle alone would leave the index pointing at it)."""
+    ck = tmp_path / 'ck'
+    checkpoint.save(str(ck), 5, make_algo())
+    truncate(ck / 'model.ckpt-5.data-00000-of-00001')
+    with pytest.raises(InputError) as excinfo:
+        checkpoint.load(str(ck), make_algo())
+    one_line_input_error(excinfo, str(ck / 'model.ckpt-5'), f'name an earlier model.ckpt-N in {ck}/checkpoint')
+
+
+# --- 8. the command-line runs: SIGKILL, SIGTERM and --resume from nothing, for real ---------
+# (after the in-process tests, which run while they do)
 
 def _lines(stdout, prefix):
     return [line for line in stdout.splitlines() if line.startswith(prefix)]
@@ -607,8 +709,6 @@ def test_sigterm_checkpoints_the_current_iteration_and_resume_ends_identically(c
     assert _lines(out, 'Test accuracy:') == _lines(cli_runs.reference.result()[1], 'Test accuracy:')
 
 
-# --- 7. --resume edge cases --------------------------------------------------------------
-
 @pytest.mark.slow
 def test_resume_without_checkpoint_starts_from_scratch(cli_runs, tmp_path):
     """--resume where there is no checkpoint yet starts from iteration 0: the interrupted
@@ -627,32 +727,8 @@ def test_resume_without_checkpoint_starts_from_scratch(cli_runs, tmp_path):
     assert lines[0] == 'Training...' and lines[1].startswith('batch 0: '), first['run'].stdout
 
 
-def test_resume_may_lower_the_learning_rate_and_run_json_records_it(tmp_path):
-    """After a divergence the advice is --resume with a smaller learning rate: the one
-    identity flag a resumed run may change, recorded with its history."""
-    run = lambda lr, seed=0: identity.identity({'learning_rate': lr, 'seed': seed}, 'data', 'digest')
-    identity.record(str(tmp_path), run(0.1))
-    identity.check(str(tmp_path), run(0.01), True, CHANGEABLE)
-    identity.record(str(tmp_path), run(0.01))
-    recorded = json.loads((tmp_path / 'run.json').read_text())
-    assert recorded['flags']['learning_rate'] == 0.01
-    assert recorded['changes'] == [{'flag': 'learning_rate', 'from': 0.1, 'to': 0.01}]
-    with pytest.raises(InputError, match='--seed is 1 but the run'):
-        identity.check(str(tmp_path), run(0.01, seed=1), True, CHANGEABLE)
-
-
-def test_resume_with_pretrained_is_refused(capsys):
-    """--resume --pretrained is contradictory: the flag check run_omniglot.py and
-    run_miniimagenet.py share exits with status 2 and one line naming both flags."""
-    with pytest.raises(SystemExit) as excinfo:
-        parse(argument_parser('data/omniglot'), ['--resume', '--pretrained'])
-    assert excinfo.value.code == 2
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and ': error:' in lines[0], lines
-    assert '--resume' in lines[0] and '--pretrained' in lines[0], lines[0]
-
-
-# --- 8. faults: full or read-only disks, concurrent runs, leftovers, divergence --------------
+# --- 9. a full disk (last: its RLIMIT_FSIZE holds for this whole process, so a command-line run
+# started meanwhile by tests/background.py would inherit it) -------------------------------------
 
 def _fill_limit(limit):
     """Set this process's RLIMIT_FSIZE soft limit (SIGXFSZ ignored: writes past it fail
@@ -703,71 +779,3 @@ def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(full_disk):
     fresh = make_algo(seed=3)
     assert checkpoint.load(str(folder), fresh) == str(folder / 'model.ckpt-1')
     assert_same_state(snapshot(fresh), at_1)
-
-
-def test_leftovers_of_a_killed_save_are_removed_by_the_next_run(tmp_path):
-    """What a save killed with SIGKILL leaves (the temporary bundle, TensorFlow's .tempstate
-    file, the temporary state file) is removed when the next run takes the folder."""
-    from supervised_reptile.running.lock import FolderLock
-    ck = tmp_path / 'ck'
-    checkpoint.save(str(ck), 1, make_algo())
-    leftovers = ['.tmp-model.ckpt-2.index', '.tmp-model.ckpt-2.data-00000-of-00001.tempstate1234567',
-                 '.tmp-checkpoint']
-    for name in leftovers:
-        (ck / name).write_bytes(b'half written')
-    with FolderLock(str(ck)):
-        assert sorted(os.listdir(ck)) == ['.lock', 'checkpoint'] + bundle_files([1])
-
-
-LOCK_HOLDER = '''
-import sys, time
-from supervised_reptile.running.lock import FolderLock
-with FolderLock(sys.argv[1]):
-    print('locked', flush=True)
-    time.sleep(60)
-'''
-
-
-def test_one_run_per_folder_and_sigkill_leaves_no_stale_lock(tmp_path):
-    """While a process holds a folder, taking it is refused in one line naming that PID;
-    once the holder is killed with SIGKILL the folder can be taken at once."""
-    from supervised_reptile.running.lock import FolderLock
-    ck = tmp_path / 'ck'
-    holder = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER, str(ck)], stdout=subprocess.PIPE, text=True,
-                              env=cli_env(PYTHONPATH=str(SCRIPTS['omniglot'].parent)))
-    try:
-        assert holder.stdout.readline().strip() == 'locked'
-        with pytest.raises(InputError) as excinfo:
-            with FolderLock(str(ck)):
-                pass
-        one_line_input_error(excinfo, str(ck), 'in use by another run', f'PID {holder.pid}')
-    finally:
-        holder.kill()
-        holder.wait(timeout=30)
-    with FolderLock(str(ck)):
-        assert (ck / '.lock').read_text().strip() == str(os.getpid())
-
-
-def test_a_non_finite_state_is_never_saved(tmp_path):
-    """save refuses a model or optimizer state holding NaN or infinity (Diverged, naming
-    the tensor) and writes nothing; non_finite names the first such tensor."""
-    from supervised_reptile.errors import Diverged
-    algo = make_algo()
-    assert checkpoint.non_finite(algo) is None
-    slot = checkpoint.state_tensors(algo)['conv2d_1/kernel/Adam_1']
-    slot.assign(tf.fill(slot.shape, float('inf')))
-    assert checkpoint.non_finite(algo) == 'conv2d_1/kernel/Adam_1'
-    with pytest.raises(Diverged, match='conv2d_1/kernel/Adam_1 is not finite at meta-iteration 7'):
-        checkpoint.save(str(tmp_path / 'ck'), 7, algo)
-    assert not (tmp_path / 'ck').exists()
-
-
-def test_a_corrupt_checkpoint_message_says_how_to_fall_back(tmp_path):
-    """The message for an unreadable bundle names the `checkpoint` file to edit (deleting
-    the bundle alone would leave the index pointing at it)."""
-    ck = tmp_path / 'ck'
-    checkpoint.save(str(ck), 5, make_algo())
-    truncate(ck / 'model.ckpt-5.data-00000-of-00001')
-    with pytest.raises(InputError) as excinfo:
-        checkpoint.load(str(ck), make_algo())
-    one_line_input_error(excinfo, str(ck / 'model.ckpt-5'), f'name an earlier model.ckpt-N in {ck}/checkpoint')
