@@ -24,11 +24,15 @@ def read_all(prefix):
 
 
 RUN_FLAGS = ['--train-chars', 180, '--classes', 5, '--shots', 1, '--train-shots', 5, '--inner-batch', 10,
-             '--inner-iters', 2, '--meta-batch', 2, '--meta-iters', 260, '--eval-interval', 50,
+             '--inner-iters', 2, '--meta-batch', 2, '--meta-iters', 130, '--eval-interval', 25,
              '--eval-batch', 5, '--eval-iters', 3, '--eval-samples', 3, '--meta-step', 1,
-             '--meta-step-final', 0, '--seed', 3, '--checkpoint', 'ck']
-FINAL_ITERATION = 259
+             '--meta-step-final', 0, '--seed', 3, '--checkpoint', 'ck', '--checkpoint-interval', 50]
+FINAL_ITERATION = 129
 KILL_SEED = 6  # seeds the random kill delays
+# Longest random kill delay: well under the time of the 50 meta-iterations between two
+# checkpoints (3.3 to 5.4 s for one run with these flags, the 2-core machine at load 7,
+# 7 Dec 2026), so that a run killed after model.ckpt-50 has not written model.ckpt-100.
+MAX_KILL_DELAY = 0.5
 
 
 class Run:
@@ -97,8 +101,8 @@ class ResumeChain(threading.Thread):
     """The interrupted run: always with --resume (the first time in a folder that does not
     exist yet), killed with SIGKILL three times, then let finish.
 
-    Kills: (1) 0-1.5 s after model.ckpt-100.index appears; (2) 0-1.5 s after
-    model.ckpt-200.index appears; (3) as soon as a save is in progress (a fresh `.tmp-` file
+    Kills: (1) 0-0.5 s after model.ckpt-50.index appears; (2) 0-0.5 s after
+    model.ckpt-100.index appears; (3) as soon as a save is in progress (a fresh `.tmp-` file
     in the folder), or failing that when 'Evaluating...' is printed (after the final save).
     After each kill the latest checkpoint is read in full. `runs` records, per run, the
     expected resume iteration, the kill moment and the latest iteration after it."""
@@ -127,8 +131,8 @@ class ResumeChain(threading.Thread):
 
     def _chain(self):
         rng = random.Random(KILL_SEED)
-        triggers = [('after model.ckpt-100.index', lambda since: (self.ck / 'model.ckpt-100.index').exists, True),
-                    ('after model.ckpt-200.index', lambda since: (self.ck / 'model.ckpt-200.index').exists, True),
+        triggers = [('after model.ckpt-50.index', lambda since: (self.ck / 'model.ckpt-50.index').exists, True),
+                    ('after model.ckpt-100.index', lambda since: (self.ck / 'model.ckpt-100.index').exists, True),
                     ('during a save, or at Evaluating...', lambda since: self._either(since), False),
                     None]
         for k, trigger in enumerate(triggers):
@@ -141,7 +145,7 @@ class ResumeChain(threading.Thread):
             if trigger is not None:
                 what, condition, delayed = trigger
                 if run.wait_until(condition(since)):
-                    delay = rng.uniform(0, 1.5) if delayed else 0.0
+                    delay = rng.uniform(0, MAX_KILL_DELAY) if delayed else 0.0
                     time.sleep(delay)
                     run.kill()
                     record['kill'] = f'{what} + {delay:.3f} s'
@@ -161,7 +165,7 @@ class ResumeChain(threading.Thread):
 
 
 class Preempted(threading.Thread):
-    """The run sent SIGTERM once it has printed meta-iteration 150's line, then resumed:
+    """The run sent SIGTERM once it has printed meta-iteration 75's line, then resumed:
     `stopped` and `resumed` hold their (returncode, stdout, stderr), `latest_after_stop`
     the latest checkpoint between the two."""
 
@@ -173,7 +177,7 @@ class Preempted(threading.Thread):
     def run(self):
         try:
             self.current = run = Run(self.cwd, self.data_dir, *RUN_FLAGS, tag='stopped')
-            if run.wait_until(lambda: 'batch 150:' in run.stdout):
+            if run.wait_until(lambda: 'batch 75:' in run.stdout):
                 os.killpg(run.proc.pid, signal.SIGTERM)
             self.stopped = run.result()
             self.latest_after_stop = tf.train.latest_checkpoint(str(self.ck))

@@ -10,15 +10,19 @@
    original's own graph imported from its .meta file.
 4. Missing, truncated or empty checkpoints end in a one-line InputError.
 5. A save that dies midway leaves the previous checkpoint the latest, and loadable.
-6. run_omniglot.py killed with SIGKILL (three times, at random moments and during a save)
+6. --resume may lower the learning rate (recorded); --resume --pretrained is refused.
+7. Faults: a folder in use by another run, leftovers of a killed save, a non-finite state,
+   a corrupt bundle.
+8. run_omniglot.py killed with SIGKILL (three times, at random moments and during a save)
    and continued with --resume ends with the same final checkpoint and accuracies as an
    uninterrupted run; after every kill the latest checkpoint is readable. Sent SIGTERM, it
    checkpoints the iteration under way and exits 143; resumed, it ends the same way too.
-7. --resume without a checkpoint starts from scratch; --resume --pretrained is refused.
+   --resume without a checkpoint starts from scratch.
+9. A full disk while saving: one line, and the previous checkpoint stays the latest.
 
-The command-line runs of 6 take most of the time (each process pays TensorFlow's import and
+The command-line runs of 8 take most of the time (each process pays TensorFlow's import and
 tracing), so they start in the background (tests/background.py) with the module's first
-test and overlap with the in-process tests.
+test, and their tests come after the in-process ones (but 9), which run while they do.
 """
 
 import json
@@ -523,109 +527,7 @@ def test_save_dying_midway_keeps_the_previous_checkpoint_latest(fail_at, tmp_pat
     assert_same_state(snapshot(fresh), at_200)
 
 
-# --- 6. resuming after SIGKILL, for real ---------------------------------------------------
-
-def _lines(stdout, prefix):
-    return [line for line in stdout.splitlines() if line.startswith(prefix)]
-
-
-@pytest.mark.slow
-def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(cli_runs):
-    """run_omniglot.py --resume, killed with SIGKILL three times (0-1.5 s after
-    model.ckpt-100 and -200 appear, then during a save or right after the final one), ends
-    with the uninterrupted run's final checkpoint (every float tensor within 1e-6; in fact
-    equal) and accuracy lines. Every kill leaves a fully readable latest checkpoint, and
-    each restart prints `Resuming at meta-iteration N...` with N = that checkpoint + 1."""
-    runs = cli_runs.finish_chain()
-    code, ref_out, ref_err = cli_runs.reference.result()
-    assert_success(subprocess.CompletedProcess([], code, ref_out, ref_err))
-    story = [(r['tag'], r['start'], r.get('kill'), r.get('latest_after'), r.get('returncode')) for r in runs]
-
-    assert len(runs) == 4 and all('kill' in r for r in runs[:3]), story
-    assert runs[-1]['returncode'] == 0, (story, runs[-1]['run'].stdout, runs[-1]['run'].stderr)
-    assert_clean_stderr(subprocess.CompletedProcess([], 0, '', runs[-1]['run'].stderr))
-    for before, after in zip(runs, runs[1:]):
-        assert before['latest_after'] is not None, story
-        assert after['start'] == before['latest_after'] + 1, story
-    assert runs[0]['latest_after'] >= 0 and runs[1]['latest_after'] >= 100, story
-    for record in runs:
-        lines = record['run'].stdout.splitlines()
-        expected = f'Resuming at meta-iteration {record["start"]}...' if record['start'] else 'Training...'
-        assert lines and lines[0] == expected, (story, record['run'].stdout)
-
-    # Every evaluation line printed during training, by whichever run, is the reference's.
-    reference_batches = {line.split(':')[0]: line for line in _lines(ref_out, 'batch ')}
-    for record in runs:
-        for line in _lines(record['run'].stdout, 'batch '):
-            assert reference_batches[line.split(':')[0]] == line, (story, record['tag'], line)
-    final_out = runs[-1]['run'].stdout
-    for name in ('Train accuracy:', 'Test accuracy:'):
-        assert len(_lines(ref_out, name)) == 1, ref_out
-        assert _lines(final_out, name) == _lines(ref_out, name), (story, final_out, ref_out)
-
-    reference_ck = cli_runs.reference.cwd / 'ck'
-    resumed_ck = cli_runs.chain.ck
-    for ck in (reference_ck, resumed_ck):
-        assert tf.train.latest_checkpoint(str(ck)) == str(ck / f'model.ckpt-{FINAL_ITERATION}')
-    assert state_file_lines(resumed_ck) == state_file_lines(reference_ck)
-    reference = read_all(str(reference_ck / f'model.ckpt-{FINAL_ITERATION}'))
-    resumed = read_all(str(resumed_ck / f'model.ckpt-{FINAL_ITERATION}'))
-    assert sorted(resumed) == sorted(reference)
-    floats = [n for n, v in reference.items() if np.issubdtype(np.asarray(v).dtype, np.floating)]
-    assert len(floats) == 26 + 18 * 2 + 1, floats  # weights, Adam slots, beta2_power (beta1_power: int32)
-    worst = max(float(np.max(np.abs(resumed[n] - reference[n]), initial=0)) for n in floats)
-    assert worst <= 1e-6, (worst, story)
-    for name in set(reference) - set(floats):  # step count, meta-iteration, random state
-        assert resumed[name] == reference[name], name
-
-
-@pytest.mark.slow
-def test_sigterm_checkpoints_the_current_iteration_and_resume_ends_identically(cli_runs):
-    """SIGTERM once meta-iteration 150's line is printed: the run ends that iteration, writes
-    its checkpoint (not only the last multiple of 100), prints one line and exits 143;
-    --resume then ends with exactly the uninterrupted run's final checkpoint."""
-    preempted = cli_runs.finish_preempted()
-    code, out, err = preempted.stopped
-    assert code == 143, (code, out, err)
-    [line] = err.splitlines()
-    match = re.fullmatch(r'stopped by SIGTERM after meta-iteration (\d+), with a checkpoint of it in ck: '
-                         r'continue with --resume', line)
-    assert match, line
-    iteration = int(match.group(1))
-    assert 150 <= iteration < 200, line  # the signal came during iteration 150 (or just after its line)
-    assert preempted.latest_after_stop == str(preempted.ck / f'model.ckpt-{iteration}')
-    assert 'Evaluating...' not in out
-
-    code, out, err = preempted.resumed
-    assert_success(subprocess.CompletedProcess([], code, out, err))
-    assert out.splitlines()[0] == f'Resuming at meta-iteration {iteration + 1}...'
-    reference = read_all(str(cli_runs.reference.cwd / 'ck' / f'model.ckpt-{FINAL_ITERATION}'))
-    resumed = read_all(str(preempted.ck / f'model.ckpt-{FINAL_ITERATION}'))
-    assert sorted(resumed) == sorted(reference)
-    for name, value in reference.items():
-        assert np.array_equal(resumed[name], value), name
-    assert _lines(out, 'Test accuracy:') == _lines(cli_runs.reference.result()[1], 'Test accuracy:')
-
-
-# --- 7. --resume edge cases --------------------------------------------------------------
-
-@pytest.mark.slow
-def test_resume_without_checkpoint_starts_from_scratch(cli_runs, tmp_path):
-    """--resume where there is no checkpoint yet starts from iteration 0: the interrupted
-    run's first start (its folder does not exist) prints 'Training...'; checkpoint.resume
-    on an empty or missing folder returns 0 and leaves the model untouched."""
-    algo = randomized_algo(seed=12)
-    before = snapshot(algo)
-    (tmp_path / 'empty').mkdir()
-    for folder in (tmp_path / 'empty', tmp_path / 'missing'):
-        assert checkpoint.resume(str(folder), algo) == 0
-    assert_same_state(snapshot(algo), before)
-    assert not (tmp_path / 'missing').exists()
-    first = cli_runs.finish_chain()[0]
-    assert first['start'] == 0
-    lines = first['run'].stdout.splitlines()
-    assert lines[0] == 'Training...' and lines[1].startswith('batch 0: '), first['run'].stdout
-
+# --- 6. --resume edge cases --------------------------------------------------------------
 
 def test_resume_may_lower_the_learning_rate_and_run_json_records_it(tmp_path):
     """After a divergence the advice is --resume with a smaller learning rate: the one
@@ -652,58 +554,7 @@ def test_resume_with_pretrained_is_refused(capsys):
     assert '--resume' in lines[0] and '--pretrained' in lines[0], lines[0]
 
 
-# --- 8. faults: full or read-only disks, concurrent runs, leftovers, divergence --------------
-
-def _fill_limit(limit):
-    """Set this process's RLIMIT_FSIZE soft limit (SIGXFSZ ignored: writes past it fail
-    with EFBIG, as on a full disk); returns a function that restores both."""
-    import resource
-    previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, previous_limit[1]))
-
-    def restore():
-        resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
-        signal.signal(signal.SIGXFSZ, previous_handler)
-    return restore
-
-
-@pytest.fixture(params=['rlimit_fsize', 'tmpfs'])
-def full_disk(request, tmp_path):
-    """(folder, function making it full): a file-size limit of 10 kB for this process, or a
-    tmpfs of 2 MB, room for one 1.4 MB checkpoint, not two (skipped where mounting is not allowed)."""
-    folder = tmp_path / 'ck'
-    if request.param == 'rlimit_fsize':
-        restore = []
-        yield folder, lambda: restore.append(_fill_limit(10_000))
-        for undo in restore:
-            undo()
-        return
-    folder.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', str(folder)],
-                      capture_output=True).returncode:
-        pytest.skip('cannot mount a tmpfs here (needs root)')
-    yield folder, lambda: None  # the second save fills it
-    subprocess.run(['umount', str(folder)], check=True)
-
-
-def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(full_disk):
-    """A save that runs out of space ends in a one-line InputError naming the folder and the
-    reason, leaves no temporary file, and the previous checkpoint stays the latest."""
-    folder, fill = full_disk
-    algo = randomized_algo(seed=21)
-    checkpoint.save(str(folder), 1, algo)
-    at_1 = snapshot(algo)
-    fill()
-    with pytest.raises(InputError) as excinfo:
-        checkpoint.save(str(folder), 2, randomized_algo(seed=22))
-    one_line_input_error(excinfo, f'cannot write a checkpoint in {folder}', 'earlier checkpoints are intact')
-    assert any(reason in str(excinfo.value) for reason in ('No space left', 'too large')), excinfo.value
-    assert sorted(os.listdir(folder)) == ['checkpoint'] + bundle_files([1])
-    fresh = make_algo(seed=3)
-    assert checkpoint.load(str(folder), fresh) == str(folder / 'model.ckpt-1')
-    assert_same_state(snapshot(fresh), at_1)
-
+# --- 7. faults: concurrent runs, leftovers, divergence, corrupt bundles ------------------------
 
 def test_leftovers_of_a_killed_save_are_removed_by_the_next_run(tmp_path):
     """What a save killed with SIGKILL leaves (the temporary bundle, TensorFlow's .tempstate
@@ -771,3 +622,160 @@ def test_a_corrupt_checkpoint_message_says_how_to_fall_back(tmp_path):
     with pytest.raises(InputError) as excinfo:
         checkpoint.load(str(ck), make_algo())
     one_line_input_error(excinfo, str(ck / 'model.ckpt-5'), f'name an earlier model.ckpt-N in {ck}/checkpoint')
+
+
+# --- 8. the command-line runs: SIGKILL, SIGTERM and --resume from nothing, for real ---------
+# (after the in-process tests, which run while they do)
+
+def _lines(stdout, prefix):
+    return [line for line in stdout.splitlines() if line.startswith(prefix)]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(cli_runs):
+    """run_omniglot.py --resume, killed with SIGKILL three times (0-0.5 s after
+    model.ckpt-50 and -100 appear, then during a save or right after the final one), ends
+    with the uninterrupted run's final checkpoint (every float tensor within 1e-6; in fact
+    equal) and accuracy lines. Every kill leaves a fully readable latest checkpoint, and
+    each restart prints `Resuming at meta-iteration N...` with N = that checkpoint + 1."""
+    runs = cli_runs.finish_chain()
+    code, ref_out, ref_err = cli_runs.reference.result()
+    assert_success(subprocess.CompletedProcess([], code, ref_out, ref_err))
+    story = [(r['tag'], r['start'], r.get('kill'), r.get('latest_after'), r.get('returncode')) for r in runs]
+
+    assert len(runs) == 4 and all('kill' in r for r in runs[:3]), story
+    assert runs[-1]['returncode'] == 0, (story, runs[-1]['run'].stdout, runs[-1]['run'].stderr)
+    assert_clean_stderr(subprocess.CompletedProcess([], 0, '', runs[-1]['run'].stderr))
+    for before, after in zip(runs, runs[1:]):
+        assert before['latest_after'] is not None, story
+        assert after['start'] == before['latest_after'] + 1, story
+    assert runs[0]['latest_after'] >= 50 and runs[1]['latest_after'] >= 100, story
+    for record in runs:
+        lines = record['run'].stdout.splitlines()
+        expected = f'Resuming at meta-iteration {record["start"]}...' if record['start'] else 'Training...'
+        assert lines and lines[0] == expected, (story, record['run'].stdout)
+
+    # Every evaluation line printed during training, by whichever run, is the reference's.
+    reference_batches = {line.split(':')[0]: line for line in _lines(ref_out, 'batch ')}
+    for record in runs:
+        for line in _lines(record['run'].stdout, 'batch '):
+            assert reference_batches[line.split(':')[0]] == line, (story, record['tag'], line)
+    final_out = runs[-1]['run'].stdout
+    for name in ('Train accuracy:', 'Test accuracy:'):
+        assert len(_lines(ref_out, name)) == 1, ref_out
+        assert _lines(final_out, name) == _lines(ref_out, name), (story, final_out, ref_out)
+
+    reference_ck = cli_runs.reference.cwd / 'ck'
+    resumed_ck = cli_runs.chain.ck
+    for ck in (reference_ck, resumed_ck):
+        assert tf.train.latest_checkpoint(str(ck)) == str(ck / f'model.ckpt-{FINAL_ITERATION}')
+    assert state_file_lines(resumed_ck) == state_file_lines(reference_ck)
+    reference = read_all(str(reference_ck / f'model.ckpt-{FINAL_ITERATION}'))
+    resumed = read_all(str(resumed_ck / f'model.ckpt-{FINAL_ITERATION}'))
+    assert sorted(resumed) == sorted(reference)
+    floats = [n for n, v in reference.items() if np.issubdtype(np.asarray(v).dtype, np.floating)]
+    assert len(floats) == 26 + 18 * 2 + 1, floats  # weights, Adam slots, beta2_power (beta1_power: int32)
+    worst = max(float(np.max(np.abs(resumed[n] - reference[n]), initial=0)) for n in floats)
+    assert worst <= 1e-6, (worst, story)
+    for name in set(reference) - set(floats):  # step count, meta-iteration, random state
+        assert resumed[name] == reference[name], name
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_current_iteration_and_resume_ends_identically(cli_runs):
+    """SIGTERM once meta-iteration 75's line is printed: the run ends that iteration, writes
+    its checkpoint (not only the last multiple of --checkpoint-interval 50), prints one line and exits 143;
+    --resume then ends with exactly the uninterrupted run's final checkpoint."""
+    preempted = cli_runs.finish_preempted()
+    code, out, err = preempted.stopped
+    assert code == 143, (code, out, err)
+    [line] = err.splitlines()
+    match = re.fullmatch(r'stopped by SIGTERM after meta-iteration (\d+), with a checkpoint of it in ck: '
+                         r'continue with --resume', line)
+    assert match, line
+    iteration = int(match.group(1))
+    assert 75 <= iteration < 100, line  # the signal came during iteration 75 (or just after its line)
+    assert preempted.latest_after_stop == str(preempted.ck / f'model.ckpt-{iteration}')
+    assert 'Evaluating...' not in out
+
+    code, out, err = preempted.resumed
+    assert_success(subprocess.CompletedProcess([], code, out, err))
+    assert out.splitlines()[0] == f'Resuming at meta-iteration {iteration + 1}...'
+    reference = read_all(str(cli_runs.reference.cwd / 'ck' / f'model.ckpt-{FINAL_ITERATION}'))
+    resumed = read_all(str(preempted.ck / f'model.ckpt-{FINAL_ITERATION}'))
+    assert sorted(resumed) == sorted(reference)
+    for name, value in reference.items():
+        assert np.array_equal(resumed[name], value), name
+    assert _lines(out, 'Test accuracy:') == _lines(cli_runs.reference.result()[1], 'Test accuracy:')
+
+
+@pytest.mark.slow
+def test_resume_without_checkpoint_starts_from_scratch(cli_runs, tmp_path):
+    """--resume where there is no checkpoint yet starts from iteration 0: the interrupted
+    run's first start (its folder does not exist) prints 'Training...'; checkpoint.resume
+    on an empty or missing folder returns 0 and leaves the model untouched."""
+    algo = randomized_algo(seed=12)
+    before = snapshot(algo)
+    (tmp_path / 'empty').mkdir()
+    for folder in (tmp_path / 'empty', tmp_path / 'missing'):
+        assert checkpoint.resume(str(folder), algo) == 0
+    assert_same_state(snapshot(algo), before)
+    assert not (tmp_path / 'missing').exists()
+    first = cli_runs.finish_chain()[0]
+    assert first['start'] == 0
+    lines = first['run'].stdout.splitlines()
+    assert lines[0] == 'Training...' and lines[1].startswith('batch 0: '), first['run'].stdout
+
+
+# --- 9. a full disk (last: its RLIMIT_FSIZE holds for this whole process, so a command-line run
+# started meanwhile by tests/background.py would inherit it) -------------------------------------
+
+def _fill_limit(limit):
+    """Set this process's RLIMIT_FSIZE soft limit (SIGXFSZ ignored: writes past it fail
+    with EFBIG, as on a full disk); returns a function that restores both."""
+    import resource
+    previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, previous_limit[1]))
+
+    def restore():
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
+        signal.signal(signal.SIGXFSZ, previous_handler)
+    return restore
+
+
+@pytest.fixture(params=['rlimit_fsize', 'tmpfs'])
+def full_disk(request, tmp_path):
+    """(folder, function making it full): a file-size limit of 10 kB for this process, or a
+    tmpfs of 2 MB, room for one 1.4 MB checkpoint, not two (skipped where mounting is not allowed)."""
+    folder = tmp_path / 'ck'
+    if request.param == 'rlimit_fsize':
+        restore = []
+        yield folder, lambda: restore.append(_fill_limit(10_000))
+        for undo in restore:
+            undo()
+        return
+    folder.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', str(folder)],
+                      capture_output=True).returncode:
+        pytest.skip('cannot mount a tmpfs here (needs root)')
+    yield folder, lambda: None  # the second save fills it
+    subprocess.run(['umount', str(folder)], check=True)
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(full_disk):
+    """A save that runs out of space ends in a one-line InputError naming the folder and the
+    reason, leaves no temporary file, and the previous checkpoint stays the latest."""
+    folder, fill = full_disk
+    algo = randomized_algo(seed=21)
+    checkpoint.save(str(folder), 1, algo)
+    at_1 = snapshot(algo)
+    fill()
+    with pytest.raises(InputError) as excinfo:
+        checkpoint.save(str(folder), 2, randomized_algo(seed=22))
+    one_line_input_error(excinfo, f'cannot write a checkpoint in {folder}', 'earlier checkpoints are intact')
+    assert any(reason in str(excinfo.value) for reason in ('No space left', 'too large')), excinfo.value
+    assert sorted(os.listdir(folder)) == ['checkpoint'] + bundle_files([1])
+    fresh = make_algo(seed=3)
+    assert checkpoint.load(str(folder), fresh) == str(folder / 'model.ckpt-1')
+    assert_same_state(snapshot(fresh), at_1)
