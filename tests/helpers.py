@@ -60,8 +60,9 @@ def run_in_process(which, cwd, *args):
     entry = (lambda: runpy.run_path(str(SCRIPTS[which]), run_name='__main__')) if which in SCRIPTS else \
         importlib.import_module(f'supervised_reptile.{which}').cli
     program = SCRIPTS[which] if which in SCRIPTS else REPO_DIR / 'supervised_reptile' / f'{which}.py'
-    previous = signal.getsignal(signal.SIGTERM), sys.argv
-    sys.argv = [str(program), *map(str, args)]
+    argv = [str(program), *map(str, args)]
+    previous_handler, previous_argv = signal.getsignal(signal.SIGTERM), sys.argv
+    sys.argv = argv
     status = 0
     try:
         with contextlib.chdir(cwd), _captured(1, 'stdout') as out, _captured(2, 'stderr') as err:
@@ -70,9 +71,9 @@ def run_in_process(which, cwd, *args):
             except SystemExit as exc:
                 status = exc.code
     finally:
-        signal.signal(signal.SIGTERM, previous[0])
-        sys.argv = previous[1]
-    return subprocess.CompletedProcess(sys.argv, status, out[0], err[0])
+        signal.signal(signal.SIGTERM, previous_handler)
+        sys.argv = previous_argv
+    return subprocess.CompletedProcess(argv, status, out[0], err[0])
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 line of ours on stderr naming the problem (and the fix).
 
 The cases run when the module's first test runs: most in this process, through the tools'
-own entry points; those in IN_A_PROCESS as real subprocesses, two to four at a time. All
+own entry points; those in AS_SUBPROCESSES as subprocesses, two to four at a time. All
 data is generated in a temporary folder, so this module needs nothing from ../shared.
 """
 
@@ -436,7 +436,7 @@ def _more_data(d, read_only_dir):
 # each entry point (both scripts, a tool, a divergence) shows the whole process contract:
 # TensorFlow's start-up lines filtered from stderr, the interpreter's exit status. The rest
 # run in this process, through the same entry points (helpers.run_in_process).
-IN_A_PROCESS = {'distribute_one_replica_without_parallel_tasks', 'multi_worker_without_a_cluster',
+AS_SUBPROCESSES = {'distribute_one_replica_without_parallel_tasks', 'multi_worker_without_a_cluster',
                 'omniglot_missing_data_dir', 'corrupt_jpeg', 'fewshot_nan_images',
                 'training_with_learning_rate_1e30'}
 
@@ -456,10 +456,10 @@ def outcomes(request, data):
         case = BY_ID[case_id]
         cwd = data['root'] / 'runs' / case_id
         cwd.mkdir(parents=True)
-        runs[case_id] = functools.partial(run_cli if case_id in IN_A_PROCESS else run_in_process, case.which, cwd,
+        runs[case_id] = functools.partial(run_cli if case_id in AS_SUBPROCESSES else run_in_process, case.which, cwd,
                                           *case.args(data))
-    done = run_parallel({key: run for key, run in runs.items() if key in IN_A_PROCESS})
-    return done | {key: run() for key, run in runs.items() if key not in IN_A_PROCESS}
+    done = run_parallel({key: run for key, run in runs.items() if key in AS_SUBPROCESSES})
+    return done | {key: run() for key, run in runs.items() if key not in AS_SUBPROCESSES}
 
 
 @pytest.mark.slow
